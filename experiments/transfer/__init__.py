@@ -1,0 +1,1 @@
+"""Experiment harness for few-shot cross-lingual transfer with gradient surgery."""
