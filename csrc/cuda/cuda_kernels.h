@@ -1,0 +1,48 @@
+// Host entry points of the CUDA kernels (torch-free: plain C++ types, the
+// stream as an opaque pointer), called by the glue in csrc/ops.cpp.
+//
+// All pointers in TensorRef are device pointers of one device; `stream` is a
+// cudaStream_t.  Nothing here synchronises with the host.  Errors (a failed
+// launch) are reported as std::runtime_error.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/tensor_ref.h"
+
+namespace sgs {
+namespace cuda {
+
+// Elements per chunk = per block.
+constexpr int64_t kChunkSize = 1 << 16;
+// Sets one gram launch handles (per-thread accumulators grow as L^2).
+constexpr int kMaxGramSets = 8;
+// What one launch's kernel arguments can describe (see multi_tensor_apply.cuh):
+// tensors and blocks per launch for two lists (dot_norm, project) and for
+// kMaxGramSets lists (gram).
+constexpr int kPairMaxTensors = 48;
+constexpr int kPairMaxBlocks = 320;
+constexpr int kGramMaxTensors = 24;
+constexpr int kGramMaxBlocks = 160;
+
+// Number of per-chunk partial rows the workspace must hold.
+int64_t num_chunks(const std::vector<int64_t>& numels);
+
+// out[0..2] = [train.oracle, |oracle|^2, |train|^2] written as out_dtype
+// (Float32 or Float64).  workspace: num_chunks * 3 doubles of device memory.
+void dot_norm(const TensorRef* train, const TensorRef* oracle, int64_t num_tensors, double* workspace, void* out,
+              DType out_dtype, void* stream);
+
+// train -= c * oracle with c = projection_coefficient(stats) computed on the
+// device from `stats` (3 values of stats_dtype); nothing is written if c == 0.
+void project(const TensorRef* train, const TensorRef* oracle, int64_t num_tensors, const void* stats,
+             DType stats_dtype, double eps, void* stream);
+
+// out_packed[packed_pair_index(i, j, L)] = set i . set j, 1 <= L <= kMaxGramSets.
+// workspace: num_chunks * num_pairs(L) doubles of device memory.
+void gram(const TensorRef* const* sets, int num_sets, int64_t num_tensors, double* workspace, double* out_packed,
+          void* stream);
+
+}  // namespace cuda
+}  // namespace sgs

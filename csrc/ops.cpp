@@ -1,0 +1,395 @@
+// The one torch glue file: validates tensor lists, turns them into the
+// torch-free TensorRef form, runs the CPU kernels under at::parallel_for or
+// hands them to the CUDA launchers, and registers everything as the custom
+// ops torch.ops.sgs.* (plus a few build facts and host helpers for tests).
+#include <ATen/Parallel.h>
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "common/chunk_table.h"
+#include "common/surgery_math.h"
+#include "common/tensor_ref.h"
+#include "cpu/cpu_kernels.h"
+#include "cuda/cuda_kernels.h"
+
+#ifdef SGS_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#endif
+
+#ifndef SGS_TORCH_VERSION
+#error "SGS_TORCH_VERSION must name the torch version the extension is built against"
+#endif
+
+namespace {
+
+using at::Tensor;
+using at::TensorList;
+
+// ----------------------------------------------------------------------------
+// Validation
+
+std::string dtype_name(at::ScalarType t) { return c10::toString(t); }
+
+sgs::DType to_sgs_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return sgs::DType::Float32;
+    case at::kDouble: return sgs::DType::Float64;
+    case at::kHalf: return sgs::DType::Float16;
+    case at::kBFloat16: return sgs::DType::BFloat16;
+    default: TORCH_CHECK(false, "unsupported dtype ", t);
+  }
+}
+
+bool supported_dtype(at::ScalarType t) {
+  return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
+}
+
+// Every list must have the same length; tensor i of every list must be
+// defined, of a supported floating dtype, and match list 0's tensor i in
+// shape, dtype and device; all tensors must be on list 0's first device.
+void check_lists(const char* op, const std::vector<TensorList>& lists, const std::vector<std::string>& names) {
+  const size_t n = lists[0].size();
+  for (size_t l = 1; l < lists.size(); ++l) {
+    TORCH_CHECK_VALUE(lists[l].size() == n, op, ": ", names[0], " has ", n, " tensors but ", names[l], " has ",
+                      lists[l].size());
+  }
+  c10::optional<at::Device> device;
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t l = 0; l < lists.size(); ++l) {
+      const Tensor& t = lists[l][i];
+      TORCH_CHECK_VALUE(t.defined(), op, ": ", names[l], "[", i, "] is undefined (a parameter without a gradient?)");
+      TORCH_CHECK_TYPE(supported_dtype(t.scalar_type()), op, ": ", names[l], "[", i, "] has dtype ",
+                       dtype_name(t.scalar_type()), "; gradients must be float32, float64, float16 or bfloat16");
+      if (!device) device = t.device();
+      TORCH_CHECK_VALUE(t.device() == *device, op, ": ", names[l], "[", i, "] is on ", t.device(), " but ",
+                        names[0], "[0] is on ", *device, "; all tensors must be on one device");
+      if (l == 0) continue;
+      const Tensor& r = lists[0][i];
+      TORCH_CHECK_VALUE(t.sizes() == r.sizes(), op, ": ", names[0], "[", i, "] and ", names[l], "[", i,
+                        "] differ in shape: ", r.sizes(), " vs ", t.sizes());
+      TORCH_CHECK_TYPE(t.scalar_type() == r.scalar_type(), op, ": ", names[0], "[", i, "] and ", names[l], "[", i,
+                       "] differ in dtype: ", dtype_name(r.scalar_type()), " vs ", dtype_name(t.scalar_type()));
+    }
+  }
+}
+
+void check_stats(const char* op, const Tensor& stats, TensorList train) {
+  TORCH_CHECK_VALUE(stats.defined() && stats.dim() == 1 && stats.numel() == sgs::kNumStats, op,
+                    ": stats must be the 3-element tensor [dot, |oracle|^2, |train|^2] from dot_norm, got shape ",
+                    stats.defined() ? stats.sizes() : at::IntArrayRef{});
+  TORCH_CHECK_TYPE(stats.scalar_type() == at::kFloat || stats.scalar_type() == at::kDouble, op,
+                   ": stats must be float32 or float64, got ", dtype_name(stats.scalar_type()));
+  if (!train.empty()) {
+    TORCH_CHECK_VALUE(stats.device() == train[0].device(), op, ": stats is on ", stats.device(),
+                      " but the gradients are on ", train[0].device());
+  }
+}
+
+// float64 when every tensor is float64, float32 otherwise (and for no tensors).
+at::ScalarType stats_dtype_of(TensorList tensors) {
+  if (tensors.empty()) return at::kFloat;
+  for (const Tensor& t : tensors) {
+    if (t.scalar_type() != at::kDouble) return at::kFloat;
+  }
+  return at::kDouble;
+}
+
+// ----------------------------------------------------------------------------
+// Tensor lists as the kernels see them
+
+// Tensor i of every list as a dense block of elements.  If the tensors of a
+// group (tensor i of each list) are all contiguous, or all dense with the
+// same strides, their storage order is the same and they are used in place;
+// otherwise the group is copied to contiguous tensors and, for a list that
+// is written, copied back by finish().
+struct PreparedLists {
+  std::vector<std::vector<sgs::TensorRef>> refs;  // [list][tensor]
+  std::vector<int64_t> numels;
+  std::vector<Tensor> keep_alive;
+  std::vector<std::pair<Tensor, Tensor>> write_back;  // (original, contiguous copy)
+
+  void finish() {
+    for (auto& pair : write_back) pair.first.copy_(pair.second);
+  }
+  std::vector<const sgs::TensorRef*> pointers() const {
+    std::vector<const sgs::TensorRef*> p;
+    for (const auto& r : refs) p.push_back(r.data());
+    return p;
+  }
+};
+
+bool same_dense_layout(const std::vector<TensorList>& lists, size_t i) {
+  const Tensor& r = lists[0][i];
+  if (!r.is_non_overlapping_and_dense()) return false;
+  for (size_t l = 1; l < lists.size(); ++l) {
+    const Tensor& t = lists[l][i];
+    if (!t.is_non_overlapping_and_dense() || t.strides() != r.strides()) return false;
+  }
+  return true;
+}
+
+PreparedLists prepare(const std::vector<TensorList>& lists, int written_list /* -1: none */) {
+  PreparedLists p;
+  const size_t n = lists[0].size();
+  p.refs.assign(lists.size(), std::vector<sgs::TensorRef>(n));
+  p.numels.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const bool in_place = same_dense_layout(lists, i);
+    for (size_t l = 0; l < lists.size(); ++l) {
+      Tensor t = lists[l][i];
+      if (!in_place) {
+        Tensor c = t.contiguous();
+        if (static_cast<int>(l) == written_list) p.write_back.emplace_back(t, c);
+        t = c;
+        p.keep_alive.push_back(t);
+      }
+      p.refs[l][i] = sgs::TensorRef{t.data_ptr(), t.numel(), to_sgs_dtype(t.scalar_type())};
+    }
+    p.numels[i] = lists[0][i].numel();
+  }
+  return p;
+}
+
+at::TensorOptions stats_options(TensorList tensors, at::Device device) {
+  return at::TensorOptions().dtype(stats_dtype_of(tensors)).device(device);
+}
+
+// ----------------------------------------------------------------------------
+// CPU
+
+// Runs kernel(begin, end) over all chunks in parallel, then adds the
+// per-chunk partials (width values each) in chunk order.
+template <typename Kernel>
+std::vector<double> reduce_chunks_cpu(const std::vector<sgs::Chunk>& chunks, int width, Kernel&& kernel) {
+  std::vector<double> partials(chunks.size() * width);
+  at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1,
+                   [&](int64_t begin, int64_t end) { kernel(begin, end, partials.data()); });
+  std::vector<double> out(width);
+  sgs::cpu::sum_partials(partials.data(), static_cast<int64_t>(chunks.size()), width, out.data());
+  return out;
+}
+
+Tensor dot_norm_cpu(TensorList train, TensorList oracle) {
+  check_lists("sgs::dot_norm", {train, oracle}, {"train", "oracle"});
+  PreparedLists p = prepare({train, oracle}, -1);
+  const auto chunks = sgs::build_chunk_table(p.numels, sgs::cpu::kChunkSize);
+  const std::vector<double> s = reduce_chunks_cpu(chunks, sgs::kNumStats, [&](int64_t b, int64_t e, double* out) {
+    sgs::cpu::dot_norm_chunks(p.refs[0].data(), p.refs[1].data(), chunks.data(), b, e, out);
+  });
+  Tensor result = at::empty({sgs::kNumStats}, at::TensorOptions().dtype(at::kDouble));
+  for (int k = 0; k < sgs::kNumStats; ++k) result.data_ptr<double>()[k] = s[k];
+  return result.to(stats_dtype_of(train));
+}
+
+double coefficient_cpu(const Tensor& stats, double eps) {
+  Tensor s = stats.contiguous();
+  if (s.scalar_type() == at::kDouble) {
+    const double* v = s.data_ptr<double>();
+    return sgs::projection_coefficient<double>(v[sgs::kDot], v[sgs::kOracleSq], v[sgs::kTrainSq], eps);
+  }
+  const float* v = s.data_ptr<float>();
+  return sgs::projection_coefficient<float>(v[sgs::kDot], v[sgs::kOracleSq], v[sgs::kTrainSq], float(eps));
+}
+
+void project_cpu(TensorList train, TensorList oracle, const Tensor& stats, double eps) {
+  check_lists("sgs::project_", {train, oracle}, {"train", "oracle"});
+  check_stats("sgs::project_", stats, train);
+  const double c = coefficient_cpu(stats, eps);
+  if (c == 0.0 || train.empty()) return;
+  PreparedLists p = prepare({train, oracle}, 0);
+  const auto chunks = sgs::build_chunk_table(p.numels, sgs::cpu::kChunkSize);
+  at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1, [&](int64_t b, int64_t e) {
+    sgs::cpu::project_chunks(p.refs[0].data(), p.refs[1].data(), chunks.data(), b, e, c);
+  });
+  p.finish();
+}
+
+// The flat list holds num_sets sets of equal length, set after set.
+std::vector<TensorList> split_sets(TensorList flat, int64_t num_sets) {
+  TORCH_CHECK_VALUE(num_sets >= 1, "sgs::gram: needs at least one gradient set, got ", num_sets);
+  TORCH_CHECK_VALUE(flat.size() % num_sets == 0, "sgs::gram: ", flat.size(), " tensors do not split into ", num_sets,
+                    " sets of equal length");
+  const size_t per_set = flat.size() / num_sets;
+  std::vector<TensorList> sets;
+  for (int64_t s = 0; s < num_sets; ++s) sets.push_back(flat.slice(s * per_set, per_set));
+  return sets;
+}
+
+std::vector<std::string> set_names(int64_t num_sets) {
+  std::vector<std::string> names;
+  for (int64_t s = 0; s < num_sets; ++s) names.push_back("sets[" + std::to_string(s) + "]");
+  return names;
+}
+
+Tensor unpack_gram(const Tensor& packed, int64_t L, at::ScalarType dtype) {
+  std::vector<int64_t> index;
+  for (int64_t i = 0; i < L; ++i) {
+    for (int64_t j = 0; j < L; ++j) {
+      index.push_back(sgs::packed_pair_index(int(std::min(i, j)), int(std::max(i, j)), int(L)));
+    }
+  }
+  Tensor idx = at::tensor(index, at::TensorOptions().dtype(at::kLong)).to(packed.device());
+  return packed.index_select(0, idx).view({L, L}).to(dtype);
+}
+
+Tensor gram_cpu(TensorList flat, int64_t num_sets) {
+  const auto sets = split_sets(flat, num_sets);
+  check_lists("sgs::gram", sets, set_names(num_sets));
+  PreparedLists p = prepare(sets, -1);
+  const auto chunks = sgs::build_chunk_table(p.numels, sgs::cpu::kChunkSize);
+  const auto pointers = p.pointers();
+  const int P = sgs::num_pairs(int(num_sets));
+  const std::vector<double> packed = reduce_chunks_cpu(chunks, P, [&](int64_t b, int64_t e, double* out) {
+    sgs::cpu::gram_chunks(pointers.data(), int(num_sets), chunks.data(), b, e, out);
+  });
+  Tensor packed_t = at::tensor(packed, at::TensorOptions().dtype(at::kDouble));
+  return unpack_gram(packed_t, num_sets, stats_dtype_of(sets[0]));
+}
+
+// ----------------------------------------------------------------------------
+// CUDA
+
+#ifdef SGS_WITH_CUDA
+void* current_stream() { return static_cast<void*>(at::cuda::getCurrentCUDAStream().stream()); }
+
+Tensor dot_norm_cuda(TensorList train, TensorList oracle) {
+  check_lists("sgs::dot_norm", {train, oracle}, {"train", "oracle"});
+  const c10::cuda::CUDAGuard guard(train[0].device());
+  PreparedLists p = prepare({train, oracle}, -1);
+  const auto opts = stats_options(train, train[0].device());
+  Tensor workspace = at::empty({sgs::cuda::num_chunks(p.numels) * sgs::kNumStats}, opts.dtype(at::kDouble));
+  Tensor out = at::empty({sgs::kNumStats}, opts);
+  sgs::cuda::dot_norm(p.refs[0].data(), p.refs[1].data(), int64_t(train.size()), workspace.data_ptr<double>(),
+                      out.data_ptr(), to_sgs_dtype(out.scalar_type()), current_stream());
+  return out;
+}
+
+void project_cuda(TensorList train, TensorList oracle, const Tensor& stats, double eps) {
+  check_lists("sgs::project_", {train, oracle}, {"train", "oracle"});
+  check_stats("sgs::project_", stats, train);
+  if (train.empty()) return;
+  const c10::cuda::CUDAGuard guard(train[0].device());
+  PreparedLists p = prepare({train, oracle}, 0);
+  Tensor s = stats.contiguous();
+  sgs::cuda::project(p.refs[0].data(), p.refs[1].data(), int64_t(train.size()), s.data_ptr(),
+                     to_sgs_dtype(s.scalar_type()), eps, current_stream());
+  p.finish();
+}
+
+Tensor gram_cuda(TensorList flat, int64_t num_sets) {
+  const auto sets = split_sets(flat, num_sets);
+  check_lists("sgs::gram", sets, set_names(num_sets));
+  TORCH_CHECK_VALUE(num_sets <= sgs::cuda::kMaxGramSets, "sgs::gram: the CUDA kernel handles at most ",
+                    sgs::cuda::kMaxGramSets, " sets per call, got ", num_sets);
+  const c10::cuda::CUDAGuard guard(flat[0].device());
+  PreparedLists p = prepare(sets, -1);
+  const auto opts = at::TensorOptions().dtype(at::kDouble).device(flat[0].device());
+  const int P = sgs::num_pairs(int(num_sets));
+  Tensor workspace = at::empty({sgs::cuda::num_chunks(p.numels) * P}, opts);
+  Tensor packed = at::empty({P}, opts);
+  const auto pointers = p.pointers();
+  sgs::cuda::gram(pointers.data(), int(num_sets), int64_t(sets[0].size()), workspace.data_ptr<double>(),
+                  packed.data_ptr<double>(), current_stream());
+  return unpack_gram(packed, num_sets, stats_dtype_of(sets[0]));
+}
+#endif
+
+// ----------------------------------------------------------------------------
+// surgery_ = dot_norm + project_, through the dispatcher so that each part
+// reaches its device kernel (and torch.compile sees the two ops).
+
+Tensor surgery_composite(TensorList train, TensorList oracle, double eps) {
+  static auto dot_norm_op = c10::Dispatcher::singleton()
+                                .findSchemaOrThrow("sgs::dot_norm", "")
+                                .typed<Tensor(TensorList, TensorList)>();
+  static auto project_op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("sgs::project_", "")
+                               .typed<void(TensorList, TensorList, const Tensor&, double)>();
+  Tensor stats = dot_norm_op.call(train, oracle);
+  project_op.call(train, oracle, stats, eps);
+  return stats;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(sgs, m) {
+  m.def("dot_norm(Tensor[] train, Tensor[] oracle) -> Tensor");
+  m.def("project_(Tensor(a!)[] train, Tensor[] oracle, Tensor stats, float eps=1e-12) -> ()");
+  m.def("surgery_(Tensor(a!)[] train, Tensor[] oracle, float eps=1e-12) -> Tensor");
+  m.def("gram(Tensor[] tensors, int num_sets) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(sgs, CPU, m) {
+  m.impl("dot_norm", &dot_norm_cpu);
+  m.impl("project_", &project_cpu);
+  m.impl("gram", &gram_cpu);
+}
+
+#ifdef SGS_WITH_CUDA
+TORCH_LIBRARY_IMPL(sgs, CUDA, m) {
+  m.impl("dot_norm", &dot_norm_cuda);
+  m.impl("project_", &project_cuda);
+  m.impl("gram", &gram_cuda);
+}
+#endif
+
+TORCH_LIBRARY_IMPL(sgs, CompositeImplicitAutograd, m) { m.impl("surgery_", &surgery_composite); }
+
+// ----------------------------------------------------------------------------
+// Build facts and host helpers (for the import check and the tests)
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "sgs_ext compiled kernels; the ops are registered as torch.ops.sgs.*";
+  m.def("torch_version", [] { return std::string(SGS_TORCH_VERSION); },
+        "The torch version this extension was compiled against.");
+  m.def("cuda_compiled", [] {
+#ifdef SGS_WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+  });
+  m.def("cpu_chunk_size", [] { return sgs::cpu::kChunkSize; });
+  m.def("cuda_chunk_size", [] { return sgs::cuda::kChunkSize; });
+  m.def("cuda_launch_limits", [] {
+    return std::make_tuple(sgs::cuda::kPairMaxTensors, sgs::cuda::kPairMaxBlocks, sgs::cuda::kGramMaxTensors,
+                           sgs::cuda::kGramMaxBlocks, sgs::cuda::kMaxGramSets);
+  });
+  m.def(
+      "chunk_table",
+      [](const std::vector<int64_t>& numels, int64_t chunk_size) {
+        std::vector<std::tuple<int64_t, int64_t, int64_t>> out;
+        for (const auto& c : sgs::build_chunk_table(numels, chunk_size)) out.emplace_back(c.tensor, c.offset, c.length);
+        return out;
+      },
+      "[(tensor, offset, length)] chunks covering the tensors, in order.");
+  m.def(
+      "plan_launches",
+      [](const std::vector<int64_t>& numels, int64_t chunk_size, int64_t max_tensors, int64_t max_blocks) {
+        std::vector<std::tuple<int64_t, int64_t, std::vector<int64_t>, std::vector<int32_t>>> out;
+        const auto chunks = sgs::build_chunk_table(numels, chunk_size);
+        for (const auto& l : sgs::plan_launches(chunks, max_tensors, max_blocks)) {
+          out.emplace_back(l.first_chunk, l.num_chunks, l.tensors, l.block_tensor);
+        }
+        return out;
+      },
+      "[(first_chunk, num_chunks, tensors, block_tensor)] launches as the CUDA path would issue them.");
+  m.def(
+      "projection_coefficient",
+      [](double dot, double oracle_sq, double train_sq, double eps, bool in_float32) {
+        if (in_float32) {
+          return double(sgs::projection_coefficient<float>(float(dot), float(oracle_sq), float(train_sq), float(eps)));
+        }
+        return sgs::projection_coefficient<double>(dot, oracle_sq, train_sq, eps);
+      },
+      "The shared (host/device) coefficient c of train -= c * oracle.");
+  m.def("float_to_half_bits", [](float f) { return int(sgs::float_to_half(f)); });
+  m.def("half_bits_to_float", [](int h) { return sgs::half_to_float(uint16_t(h)); });
+  m.def("float_to_bf16_bits", [](float f) { return int(sgs::float_to_bf16(f)); });
+  m.def("bf16_bits_to_float", [](int h) { return sgs::bf16_to_float(uint16_t(h)); });
+}

@@ -1,0 +1,116 @@
+"""The fused gradient-surgery ops: Python entry points over ``torch.ops.sgs.*``.
+
+Every op takes Python lists of tensors, one tensor per parameter.  The two
+lists of an op must match tensor for tensor in shape, dtype and device; the
+dtypes may differ from one parameter to the next (float32, float64, float16,
+bfloat16).  Statistics are float64 when every tensor is float64 and float32
+otherwise; reductions accumulate in float64 on the CPU (float32 per thread,
+float64 across threads on CUDA) in a fixed order, so results do not depend
+on the number of threads.
+"""
+from typing import Iterable, List, Sequence
+
+import torch
+
+from ._loader import _C  # noqa: F401  (registers torch.ops.sgs.*)
+
+__all__ = ["dot_norm", "project_", "surgery_", "gram"]
+
+
+def _as_list(name: str, tensors: Iterable[torch.Tensor]) -> List[torch.Tensor]:
+    if isinstance(tensors, torch.Tensor):
+        raise TypeError(f"{name} must be a list of tensors (one per parameter), got a single Tensor")
+    out = list(tensors)
+    for i, t in enumerate(out):
+        if t is None:
+            raise ValueError(f"{name}[{i}] is None (a parameter without a gradient?); pass zeros or leave it out")
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}[{i}] is a {type(t).__name__}, not a Tensor")
+    return out
+
+
+def _check_one_device(**lists: Sequence[torch.Tensor]) -> None:
+    # The dispatcher picks one backend for the whole call, so a tensor on
+    # another device would reach a kernel that cannot read it; say which.
+    first = None
+    for name, tensors in lists.items():
+        for i, t in enumerate(tensors):
+            if first is None:
+                first = (name, t.device)
+            elif t.device != first[1]:
+                raise ValueError(
+                    f"{name}[{i}] is on {t.device} but {first[0]}[0] is on {first[1]}; all tensors must be on one device"
+                )
+
+
+def _stats_dtype(tensors: Sequence[torch.Tensor]) -> torch.dtype:
+    if tensors and all(t.dtype == torch.float64 for t in tensors):
+        return torch.float64
+    return torch.float32
+
+
+def dot_norm(train: Iterable[torch.Tensor], oracle: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``[train·oracle, ‖oracle‖², ‖train‖²]`` over all tensors of both lists, in one pass."""
+    train, oracle = _as_list("train", train), _as_list("oracle", oracle)
+    if not train and not oracle:
+        return torch.zeros(3)
+    _check_one_device(train=train, oracle=oracle)
+    return torch.ops.sgs.dot_norm(train, oracle)
+
+
+def project_(
+    train: Iterable[torch.Tensor], oracle: Iterable[torch.Tensor], stats: torch.Tensor, eps: float = 1e-12
+) -> None:
+    """In place: ``train -= min(dot, 0) / max(‖oracle‖², eps) · oracle`` with ``stats`` from :func:`dot_norm`.
+
+    Nothing is written when ``dot >= 0`` or when a statistic is NaN/Inf.  On
+    CUDA the coefficient is computed on the device (no host synchronisation).
+    """
+    train, oracle = _as_list("train", train), _as_list("oracle", oracle)
+    _check_one_device(train=train, oracle=oracle)
+    torch.ops.sgs.project_(train, oracle, stats, float(eps))
+
+
+def surgery_(train: Iterable[torch.Tensor], oracle: Iterable[torch.Tensor], eps: float = 1e-12) -> torch.Tensor:
+    """:func:`dot_norm` then :func:`project_`; returns the statistics from before the projection."""
+    train, oracle = _as_list("train", train), _as_list("oracle", oracle)
+    if not train and not oracle:
+        return torch.zeros(3)
+    _check_one_device(train=train, oracle=oracle)
+    return torch.ops.sgs.surgery_(train, oracle, float(eps))
+
+
+def gram(sets: Iterable[Iterable[torch.Tensor]]) -> torch.Tensor:
+    """All pairwise dot products ``G[i, j] = set_i · set_j`` of L gradient sets, in one pass.
+
+    Each set is a list of tensors with the same shapes as every other set's.
+    """
+    if isinstance(sets, torch.Tensor):
+        raise TypeError("sets must be a list of gradient sets (each a list of tensors), got a single Tensor")
+    sets = [_as_list(f"sets[{s}]", tensors) for s, tensors in enumerate(sets)]
+    if not sets:
+        raise ValueError("gram needs at least one gradient set")
+    lengths = {len(s) for s in sets}
+    if len(lengths) != 1:
+        raise ValueError(f"gram: the sets have different lengths {[len(s) for s in sets]}; each needs one tensor per parameter")
+    if not sets[0]:
+        return torch.zeros(len(sets), len(sets))
+    _check_one_device(**{f"sets[{s}]": tensors for s, tensors in enumerate(sets)})
+    return torch.ops.sgs.gram([t for s in sets for t in s], len(sets))
+
+
+# Shapes and dtypes for tracing (torch.compile, FakeTensor): the ops' outputs
+# depend only on the inputs' dtypes and device.
+@torch.library.register_fake("sgs::dot_norm")
+def _dot_norm_fake(train, oracle):
+    return train[0].new_empty(3, dtype=_stats_dtype(train))
+
+
+@torch.library.register_fake("sgs::project_")
+def _project_fake(train, oracle, stats, eps=1e-12):
+    return None
+
+
+@torch.library.register_fake("sgs::gram")
+def _gram_fake(tensors, num_sets):
+    return tensors[0].new_empty((num_sets, num_sets), dtype=_stats_dtype(tensors))

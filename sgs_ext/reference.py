@@ -1,0 +1,75 @@
+"""The same four ops in plain PyTorch, written the naive way.
+
+This is how the paper's code (and most PCGrad implementations) do surgery:
+flatten every gradient into one vector with ``torch.cat``, compute, and copy
+the result back parameter by parameter.  It allocates two model-sized
+vectors per call.  Unlike the paper's code it is eps-safe (an all-zero oracle
+changes nothing) and skips non-finite statistics, so it can serve as the
+tests' oracle and the benchmarks' baseline.
+
+Low-precision gradients (float16, bfloat16) are computed in float32, as the
+fused kernels do.
+"""
+import math
+from typing import Iterable, List, Sequence
+
+import torch
+
+__all__ = ["dot_norm", "project_", "surgery_", "gram"]
+
+
+def _compute_dtype(tensors: Sequence[torch.Tensor]) -> torch.dtype:
+    if tensors and all(t.dtype == torch.float64 for t in tensors):
+        return torch.float64
+    return torch.float32
+
+
+def _flatten(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    return torch.cat([t.reshape(-1).to(dtype) for t in tensors])
+
+
+def dot_norm(train: Iterable[torch.Tensor], oracle: Iterable[torch.Tensor]) -> torch.Tensor:
+    train, oracle = list(train), list(oracle)
+    if not train:
+        return torch.zeros(3)
+    dtype = _compute_dtype(train)
+    t, o = _flatten(train, dtype), _flatten(oracle, dtype)
+    return torch.stack([torch.dot(t, o), torch.dot(o, o), torch.dot(t, t)])
+
+
+def _coefficient(stats: torch.Tensor, eps: float) -> float:
+    dot, oracle_sq, train_sq = (float(v) for v in stats)
+    if not all(math.isfinite(v) for v in (dot, oracle_sq, train_sq)) or not dot < 0:
+        return 0.0
+    return dot / max(oracle_sq, eps)
+
+
+def project_(train: Iterable[torch.Tensor], oracle: Iterable[torch.Tensor], stats: torch.Tensor, eps: float = 1e-12) -> None:
+    train, oracle = list(train), list(oracle)
+    c = _coefficient(stats, eps)
+    if c == 0.0 or not train:
+        return
+    dtype = torch.float64 if all(t.dtype == torch.float64 for t in train) else torch.float32
+    flat = _flatten(train, dtype)
+    flat -= c * _flatten(oracle, dtype)
+    offset = 0
+    for t in train:
+        n = t.numel()
+        t.copy_(flat[offset : offset + n].view_as(t))
+        offset += n
+
+
+def surgery_(train: Iterable[torch.Tensor], oracle: Iterable[torch.Tensor], eps: float = 1e-12) -> torch.Tensor:
+    train, oracle = list(train), list(oracle)
+    stats = dot_norm(train, oracle)
+    project_(train, oracle, stats, eps)
+    return stats
+
+
+def gram(sets: Iterable[Iterable[torch.Tensor]]) -> torch.Tensor:
+    sets: List[List[torch.Tensor]] = [list(s) for s in sets]
+    if not sets[0]:
+        return torch.zeros(len(sets), len(sets))
+    dtype = _compute_dtype(sets[0])
+    flat = torch.stack([_flatten(s, dtype) for s in sets])
+    return flat @ flat.T

@@ -1,0 +1,68 @@
+"""The same parity checks on a GPU (skipped where there is none)."""
+import pytest
+import torch
+
+import sgs_ext
+from sgs_ext import reference
+from ops_testing import DTYPES, assert_lists_close, assert_stats_close, clone_list, conflicting_pair, random_list
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine"),
+    pytest.mark.skipif(not sgs_ext.CUDA_COMPILED, reason="sgs_ext was built without its CUDA kernels"),
+]
+
+SIZES = [250_002 * 8, 65_536, 65_537, 1, 0, 4099, 768] + [3] * 60  # > one launch's tensor slots
+
+
+def cuda(tensors):
+    return [t.cuda() for t in tensors]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_surgery_matches_reference_on_cuda(dtype):
+    train, oracle = conflicting_pair(SIZES, dtype, 0)
+    expected = clone_list(train)
+    want = reference.surgery_(expected, oracle)
+    t_cuda, o_cuda = cuda(train), cuda(oracle)
+    got = sgs_ext.surgery_(t_cuda, o_cuda)
+    assert got.device.type == "cuda"
+    assert_stats_close(got.cpu(), want, dtype)
+    assert_lists_close([t.cpu() for t in t_cuda], expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_dot_norm_matches_cpu_kernel_on_cuda(dtype):
+    train, oracle = random_list(SIZES, dtype, 1), random_list(SIZES, dtype, 2)
+    assert_stats_close(sgs_ext.dot_norm(cuda(train), cuda(oracle)).cpu(), sgs_ext.dot_norm(train, oracle), dtype)
+
+
+@pytest.mark.parametrize("num_sets", [1, 2, 4, 8])
+def test_gram_matches_reference_on_cuda(num_sets):
+    sets = [random_list(SIZES, torch.float32, s) for s in range(num_sets)]
+    got = sgs_ext.gram([cuda(s) for s in sets]).cpu()
+    want = reference.gram(sets)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-3)
+
+
+def test_no_conflict_and_non_finite_write_nothing_on_cuda():
+    oracle = cuda(random_list(SIZES, torch.float32, 3))
+    train = [o * 2 + 0.01 for o in oracle]
+    before = clone_list(train)
+    sgs_ext.surgery_(train, oracle)
+    assert all(torch.equal(a, b) for a, b in zip(train, before))
+    train2, oracle2 = [cuda(x) for x in conflicting_pair(SIZES, torch.float32, 4)]
+    oracle2[0][5] = float("nan")
+    before2 = clone_list(train2)
+    sgs_ext.surgery_(train2, oracle2)
+    assert all(torch.equal(a, b) for a, b in zip(train2, before2))
+
+
+def test_project_needs_no_host_synchronisation():
+    train, oracle = [cuda(x) for x in conflicting_pair(SIZES, torch.float32, 5)]
+    stats = sgs_ext.dot_norm(train, oracle)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        sgs_ext.project_(train, oracle, stats)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

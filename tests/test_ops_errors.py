@@ -1,0 +1,81 @@
+"""Bad input: a clear error that names what is wrong and where."""
+import pytest
+import torch
+
+import sgs_ext
+
+
+def lists(n=3, size=5, dtype=torch.float32):
+    return [torch.randn(size, dtype=dtype) for _ in range(n)], [torch.randn(size, dtype=dtype) for _ in range(n)]
+
+
+@pytest.mark.parametrize("op", ["dot_norm", "surgery_"])
+def test_lists_of_different_lengths(op):
+    train, oracle = lists()
+    with pytest.raises(ValueError, match=r"train has 3 tensors but oracle has 2"):
+        getattr(sgs_ext, op)(train, oracle[:2])
+
+
+def test_shape_mismatch_names_index_and_both_shapes():
+    train, oracle = lists()
+    oracle[2] = torch.randn(2, 3)
+    with pytest.raises(ValueError, match=r"train\[2\] and oracle\[2\] differ in shape: \[5\] vs \[2, 3\]"):
+        sgs_ext.dot_norm(train, oracle)
+
+
+def test_dtype_mismatch_names_index_and_both_dtypes():
+    train, oracle = lists()
+    oracle[1] = oracle[1].double()
+    with pytest.raises(TypeError, match=r"train\[1\] and oracle\[1\] differ in dtype: Float vs Double"):
+        sgs_ext.surgery_(train, oracle)
+
+
+def test_non_floating_dtype():
+    train, oracle = lists()
+    train[0] = torch.arange(5)
+    with pytest.raises(TypeError, match=r"train\[0\] has dtype Long; gradients must be float32"):
+        sgs_ext.dot_norm(train, oracle)
+
+
+def test_undefined_gradient():
+    train, oracle = lists()
+    train[1] = None
+    with pytest.raises(ValueError, match=r"train\[1\] is None"):
+        sgs_ext.dot_norm(train, oracle)
+
+
+def test_device_mismatch_names_index():
+    train, oracle = lists()
+    oracle[2] = torch.empty(5, device="meta")
+    with pytest.raises(ValueError, match=r"oracle\[2\] is on meta but train\[0\] is on cpu"):
+        sgs_ext.dot_norm(train, oracle)
+
+
+def test_a_single_tensor_instead_of_a_list():
+    with pytest.raises(TypeError, match="must be a list of tensors"):
+        sgs_ext.dot_norm(torch.randn(3), [torch.randn(3)])
+
+
+def test_project_rejects_malformed_stats():
+    train, oracle = lists()
+    with pytest.raises(ValueError, match="stats must be the 3-element tensor"):
+        sgs_ext.project_(train, oracle, torch.zeros(2))
+    with pytest.raises(TypeError, match="stats must be float32 or float64"):
+        sgs_ext.project_(train, oracle, torch.zeros(3, dtype=torch.int64))
+
+
+def test_gram_set_mismatch_names_set_and_index():
+    a, b = lists()
+    b[1] = torch.randn(4)
+    with pytest.raises(ValueError, match=r"sets\[0\]\[1\] and sets\[1\]\[1\] differ in shape"):
+        sgs_ext.gram([a, b])
+    with pytest.raises(ValueError, match="different lengths"):
+        sgs_ext.gram([a, b[:2]])
+    with pytest.raises(ValueError, match="at least one"):
+        sgs_ext.gram([])
+
+
+def test_direct_op_call_is_validated_too():
+    train, oracle = lists()
+    with pytest.raises(ValueError, match=r"train has 3 tensors but oracle has 1"):
+        torch.ops.sgs.dot_norm(train, oracle[:1])
