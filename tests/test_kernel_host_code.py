@@ -5,7 +5,6 @@ GPU; the scalar conversions and the projection coefficient run inside every
 CUDA block.  None of it can be run on a GPU here, so it is tested here.
 """
 import math
-import struct
 
 import pytest
 import torch
@@ -60,22 +59,11 @@ def test_launch_plan_for_xlmr_base_shapes_with_the_cuda_limits():
     assert max_sets == 8
 
 
-def f32(x):
-    return struct.unpack("<f", struct.pack("<f", x))[0]
-
-
-def test_every_half_bit_pattern_converts_like_torch():
+@pytest.mark.parametrize("dtype, to_float", [(torch.float16, "half_bits_to_float"), (torch.bfloat16, "bf16_bits_to_float")])
+def test_every_16_bit_pattern_converts_like_torch(dtype, to_float):
     bits = torch.arange(0, 1 << 16, dtype=torch.int32).to(torch.int16)
-    want = bits.view(torch.float16).float()
-    got = torch.tensor([_C.half_bits_to_float(int(b) & 0xFFFF) for b in bits.tolist()])
-    same = (got == want) | (got.isnan() & want.isnan())
-    assert bool(same.all())
-
-
-def test_every_bf16_bit_pattern_converts_like_torch():
-    bits = torch.arange(0, 1 << 16, dtype=torch.int32).to(torch.int16)
-    want = bits.view(torch.bfloat16).float()
-    got = torch.tensor([_C.bf16_bits_to_float(int(b) & 0xFFFF) for b in bits.tolist()])
+    want = bits.view(dtype).float()
+    got = torch.tensor([getattr(_C, to_float)(int(b) & 0xFFFF) for b in bits.tolist()])
     same = (got == want) | (got.isnan() & want.isnan())
     assert bool(same.all())
 
