@@ -13,6 +13,7 @@ by the compiled extension and registered as ``torch.ops.sgs.*``:
 from . import reference
 from ._loader import BUILT_WITH_TORCH, CUDA_COMPILED
 from .ops import dot_norm, gram, project_, surgery_
+from .surgery import StochasticGradientSurgery, SurgeryStats
 
 __version__ = "0.1.0"
 __all__ = ["dot_norm", "project_", "surgery_", "gram", "reference", "BUILT_WITH_TORCH", "CUDA_COMPILED"]
