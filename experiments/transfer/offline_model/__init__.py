@@ -12,6 +12,12 @@ checkpoint once, caches it, and returns the local directory, which every
 
 Any other name (a hub id such as ``xlm-roberta-large``, or a local directory)
 is returned unchanged.
+
+The checkpoint has no pooler (``AutoModel`` would initialise one randomly and
+say so; pass ``add_pooling_layer=False``) and no MLM head. Its word embedding
+holds 96M of the 117.5M parameters; freezing it
+(``model.roberta.embeddings.word_embeddings.weight.requires_grad_(False)``)
+makes CPU training steps noticeably cheaper.
 """
 from __future__ import annotations
 

@@ -176,7 +176,13 @@ class E5S1File:
         """The tokenizer pieces, in id order."""
         offs = self._piece_offsets.tolist()
         blob = bytes(self._piece_blob)
-        return [blob[a:b].decode("utf-8") for a, b in zip(offs[:-1], offs[1:])]
+        pieces = []
+        for i, (a, b) in enumerate(zip(offs[:-1], offs[1:])):
+            try:
+                pieces.append(blob[a:b].decode("utf-8"))
+            except UnicodeDecodeError:
+                raise E5S1FormatError(f"{self.source}: tokenizer piece {i} is not valid UTF-8: {blob[a:b]!r}") from None
+        return pieces
 
     def raw(self, name: str) -> memoryview:
         """The stored bytes of tensor ``name``."""
