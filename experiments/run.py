@@ -1,0 +1,172 @@
+#!/usr/bin/env python
+"""Few-shot cross-lingual transfer: every method of Xu & Murray (2022) on one task.
+
+With no arguments this runs the CPU demo: POS, English -> Arabic, Hindi, Chinese,
+K = 5, seed 1, gradient-mix-train against naive-mix-train and ord-FS, the offline
+model me5-small, a 1000-sentence English subset, and prints its table.
+
+The paper's full setting (all methods, K 1,5,10, seeds 1-5, all data):
+    python experiments/run.py --preset paper --task ner --model xlm-roberta-large --device cuda
+
+Outputs in --output-dir: results.jsonl (one score per line), summary.md/.csv (Table 1
+layout), per_language.md/.csv, surgery_stats.md/.csv, curves.csv and curves_<task>.png,
+shots/ (the shot manifests), source_models/ (the cached source models), run.log. A run
+started again with the same --output-dir skips the cells it has finished.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import transfer` from anywhere
+
+from transfer.config import METHODS, MODEL_SETTINGS, PAPER_SETTINGS, PRESETS, TASKS, resolve_config  # noqa: E402
+
+SETTINGS_EPILOG = """\
+where settings come from (first wins): an explicit flag; the model's settings; the task's
+paper settings; the preset.
+
+the paper's settings per task (XLM-R):
+""" + "\n".join(
+    f"  {t:7s} lr {s.lr:g}, batch {s.batch_size} ({s.batch_size // s.grad_accum_steps} x {s.grad_accum_steps} accumulation), "
+    f"{s.epochs:g} epochs, max length {s.max_seq_length}, alpha {s.alpha:g}"
+    + (f", warm-up {s.warmup_steps}, weight decay {s.weight_decay:g}" if s.warmup_steps or s.weight_decay else "")
+    for t, s in PAPER_SETTINGS.items()
+) + """
+  every task: AdamW eps 1e-8, no weight decay on bias/LayerNorm, linear schedule,
+  max grad norm 1.0 (clipped after the surgery), English dev every 100 steps.
+
+per-model settings:
+""" + "\n".join(f"  {name:18s} {s.note}" for name, s in MODEL_SETTINGS.items()) + """
+
+the paper's text vs its published code (the default is the paper's text):
+  oracle languages      text: a random target language        code: --oracle-includes-source
+  surgery with accum.   text: once per optimizer step         code: --surgery-per-micro-batch
+  TyDiQA shots          text: K questions                     code: --tydiqa-shots-in-features
+  TyDiQA epochs         text: 60                              code: --epochs 30
+  XNLI model            text: XLM-R base, lr 2e-5             code: --model xlm-roberta-large --lr 3e-5
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] + " See the epilog for the settings' sources.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SETTINGS_EPILOG)
+    g = p.add_argument_group("what to run")
+    g.add_argument("--preset", choices=PRESETS, default=None,
+                   help="demo (default): small data caps for a CPU, the methods, K, seeds and targets of the demo; "
+                        "paper: every method, K 1,5,10, seeds 1-5, every target with data, all data")
+    g.add_argument("--task", choices=TASKS, default=None, help="the task (default: pos)")
+    g.add_argument("--methods", default=None,
+                   help=f"comma-separated, from {','.join(METHODS)} (demo: ord-fs,naive-mix-train,gradient-mix-train)")
+    g.add_argument("--k", default=None, help="shots per target language, comma-separated (XNLI: per class) (demo: 5)")
+    g.add_argument("--seeds", default=None, help="comma-separated seeds; shots change with the seed (demo: 1)")
+    g.add_argument("--source", default=None, help="source language (default: en)")
+    g.add_argument("--targets", default=None,
+                   help="comma-separated target languages, or 'all' (every language with data but the source) "
+                        "(demo: ar,hi,zh; tydiqa ar,fi,sw)")
+    g.add_argument("--language-set", default=None,
+                   help="languages whose shots the one-step methods mix in and draw oracles from: "
+                        "all (default, the paper's method), single (one model per target: gradient-single), "
+                        "or a comma-separated subset of the targets (gradient-subset, evaluated on every target)")
+    g = p.add_argument_group("data and model")
+    g.add_argument("--data-dir", default=None,
+                   help="XTREME data dir (<task>/<lang>/<split>); default $SGS_DATA_DIR, else ../shared/data/xtreme "
+                        "beside the repository, else the Hugging Face hub")
+    g.add_argument("--model", default=None,
+                   help="me5-small (default: the offline multilingual-e5-small), xlm-roberta-base, "
+                        "xlm-roberta-large, or any local model dir / hub name")
+    g.add_argument("--model-cache-dir", default=None, help="where the offline model is built ($SGS_CACHE_DIR)")
+    g.add_argument("--output-dir", default=None, help="where results go (default: outputs/<task>-<model>)")
+    g.add_argument("--max-source-examples", type=int, default=None,
+                   help="cap the English training set (a fixed sample, the same for every seed; 0 = all) (demo: 1000)")
+    g.add_argument("--max-dev-examples", type=int, default=None,
+                   help="cap the dev sets used for selection (0 = all) (demo: 200)")
+    g.add_argument("--max-eval-examples", type=int, default=None,
+                   help="cap each target language's evaluation set (0 = all) (demo: 300)")
+    g.add_argument("--max-seq-length", type=int, default=None, help="max tokens per feature (paper: 128; TyDiQA 384)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--lr", type=float, default=None, help="learning rate (paper: 2e-5, TyDiQA 3e-5; me5-small: 2e-4)")
+    g.add_argument("--batch-size", type=int, default=None, help="effective batch of one-step and source training (paper: 32)")
+    g.add_argument("--grad-accum-steps", type=int, default=None,
+                   help="micro-batches per optimizer step (paper scripts: NER 2, TyDiQA 4, else 1)")
+    g.add_argument("--epochs", type=float, default=None, help="epochs of source and one-step training (paper: 10, TyDiQA 60; demo: 3)")
+    g.add_argument("--adapt-epochs", type=float, default=None,
+                   help="epochs of target-adapting at batch K (default: --epochs if given, else the paper's)")
+    g.add_argument("--max-steps", type=int, default=None, help="stop every training after this many optimizer steps")
+    g.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (paper: 0; TyDiQA 500)")
+    g.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (paper: 0; TyDiQA 1e-4)")
+    g.add_argument("--adam-eps", type=float, default=None, help="AdamW epsilon (default 1e-8)")
+    g.add_argument("--max-grad-norm", type=float, default=None, help="gradient clipping after the surgery (default 1.0)")
+    g.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=None,
+                   help="freeze the word embedding (default: on for me5-small, off for XLM-R)")
+    g.add_argument("--eval-every", type=int, default=None,
+                   help="evaluate on the English dev set every N steps to select one-step and source checkpoints "
+                        "(paper: 100; demo: 20)")
+    g.add_argument("--eval-batch-size", type=int, default=None, help="evaluation batch size (default 64)")
+    g = p.add_argument_group("gradient surgery")
+    g.add_argument("--alpha", type=float, default=None, help="probability of a surgery step (paper: NER/POS 1, TyDiQA/XNLI 0.1)")
+    g.add_argument("--oracle-includes-source", action="store_true",
+                   help="published code: English (its K shots) is one of the oracle languages (text: targets only)")
+    g.add_argument("--surgery-per-micro-batch", action="store_true",
+                   help="published code: surgery after every micro-batch on the running accumulated gradient "
+                        "(text: once per optimizer step)")
+    g.add_argument("--tydiqa-shots-in-features", action="store_true",
+                   help="published code: TyDiQA's K counts features after doc-stride splitting (text: questions)")
+    g = p.add_argument_group("running")
+    g.add_argument("--device", default=None, help="cpu (default) or cuda")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--report-only", action="store_true", help="only rebuild the reports from the output dir's records")
+    return p
+
+
+def setup_logging(output_dir: Path) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(output_dir / "run.log")):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    for noisy in ("urllib3", "matplotlib", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # not the head-initialisation report of every job
+    transformers.logging.disable_progress_bar()
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = resolve_config(args)
+    except ValueError as err:
+        parser.error(str(err))
+    setup_logging(config.output_dir)
+    from transfer.report import summary_markdown, write_reports
+    from transfer.results import ResultStore
+
+    if not args.report_only:
+        from transfer.runner import Runner
+
+        start = time.perf_counter()
+        runner = Runner(config)
+        logging.getLogger("run").info(
+            "task %s, methods %s, K %s, seeds %s, %s -> %s, model %s (lr %g, batch %d, epochs %g, frozen embedding %s)",
+            config.task, ",".join(config.methods), ",".join(map(str, config.ks)), ",".join(map(str, config.seeds)),
+            config.source, ",".join(runner.targets), config.model, config.lr, config.batch_size, config.epochs,
+            config.freeze_embeddings)
+        runner.run()
+        logging.getLogger("run").info("finished in %.1f min", (time.perf_counter() - start) / 60)
+    paths = write_reports(config.output_dir)
+    print(summary_markdown(ResultStore(config.output_dir).results()))
+    print("reports: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

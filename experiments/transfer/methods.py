@@ -1,0 +1,169 @@
+"""The paper's methods as small strategies over the one training loop (``train.py``).
+
+A method says, for one cell (task x K x seed), which models to train and how:
+where a model starts (the pretrained encoder, or the source model trained on
+English once per seed), which shots join its training data (and whether the
+English training set does), how its checkpoint is selected, whether stochastic
+gradient surgery runs, which batch size it uses and which languages it is
+evaluated on. :func:`plan_jobs` turns a method and the target languages into
+:class:`Job` s; ``runner.py`` executes them with ``train.train``.
+
+=====================  =========  ======================  =============  =======  =======
+method                 starts at  trains on               selects        surgery  batch
+=====================  =========  ======================  =============  =======  =======
+zero-shot              source     nothing                 (source model)  -        -
+ord-fs                 source     one target's K shots    last           no       K
+ord-fs-dev             source     one target's K shots    target dev     no       K
+mix-ft                 source     all targets' shots      last           no       K
+naive-mix-train        pretrained English + targets' shots  English dev   no       config
+gradient-mix-train     pretrained English + targets' shots  English dev   yes      config
+=====================  =========  ======================  =============  =======  =======
+
+The two one-step methods take a *language set*: ``all`` (the paper: one model for
+every target), ``single`` (one model per target language, trained on English and
+that language's shots, which is also the only oracle: "gradient-single"), or a
+list of targets (one model trained on English and those languages' shots, which
+are the oracles, evaluated on every target: "gradient-subset").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SOURCE_MODEL = "source"  # Job.init: start from the cached source model
+PRETRAINED = "pretrained"  # Job.init: start from the pretrained encoder
+
+SELECT_LAST = "last"
+SELECT_TARGET_DEV = "target-dev"
+SELECT_SOURCE_DEV = "source-dev"
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    init: str  # SOURCE_MODEL or PRETRAINED
+    shots: str  # "none" | "per-target" | "all-targets" | "language-set"
+    with_source_data: bool  # the English training set joins the training data
+    selection: str  # SELECT_LAST | SELECT_TARGET_DEV | SELECT_SOURCE_DEV
+    surgery: bool
+    batch: str  # "k" (target-adapting: batch K) or "config" (--batch-size)
+    description: str
+
+    @property
+    def needs_source_model(self) -> bool:
+        return self.init == SOURCE_MODEL
+
+    @property
+    def trains(self) -> bool:
+        return self.shots != "none"
+
+
+METHOD_TABLE: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("zero-shot", SOURCE_MODEL, "none", False, SELECT_LAST, False, "config",
+               "the source model (English only), evaluated on every target"),
+        Method("ord-fs-dev", SOURCE_MODEL, "per-target", False, SELECT_TARGET_DEV, False, "k",
+               "target-adapting: fine-tune a copy of the source model per target on its K shots, "
+               "select the checkpoint on that target's dev set"),
+        Method("ord-fs", SOURCE_MODEL, "per-target", False, SELECT_LAST, False, "k",
+               "target-adapting: fine-tune a copy of the source model per target on its K shots, last checkpoint"),
+        Method("mix-ft", SOURCE_MODEL, "all-targets", False, SELECT_LAST, False, "k",
+               "fine-tune the source model once on every target's shots together, last checkpoint"),
+        Method("naive-mix-train", PRETRAINED, "language-set", True, SELECT_SOURCE_DEV, False, "config",
+               "one step: English + every target's shots, select on English dev"),
+        Method("gradient-mix-train", PRETRAINED, "language-set", True, SELECT_SOURCE_DEV, True, "config",
+               "naive-mix-train + stochastic gradient surgery against one random target's shots per step"),
+    )
+}
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHOD_TABLE[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r} (choose from {', '.join(METHOD_TABLE)})") from None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model to train (or, for zero-shot, to take as it is) and evaluate."""
+
+    name: str  # unique within the cell: "all", or the target language for per-language jobs
+    init: str
+    shot_languages: tuple[str, ...]  # whose K shots join the training data
+    with_source_data: bool
+    oracle_languages: tuple[str, ...]  # surgery's oracles (empty: no surgery)
+    selection: str
+    selection_language: str | None  # the dev set's language for SELECT_TARGET_DEV / SELECT_SOURCE_DEV
+    eval_languages: tuple[str, ...]
+    batch: str
+
+    @property
+    def trains(self) -> bool:
+        return bool(self.shot_languages) or self.with_source_data
+
+
+def method_label(method: str, language_set="all") -> str:
+    """The name a cell is recorded under: the method, or its gradient-single/-subset variant."""
+    m = get_method(method)
+    if m.shots != "language-set" or language_set == "all":
+        return m.name
+    stem = "gradient" if m.surgery else "naive"
+    if language_set == "single":
+        return f"{stem}-single"
+    return f"{stem}-subset({'+'.join(language_set)})"
+
+
+def plan_jobs(
+    method: str,
+    targets: tuple[str, ...],
+    *,
+    source: str = "en",
+    language_set="all",
+    oracle_includes_source: bool = False,
+) -> list[Job]:
+    """The jobs of ``method`` for these target languages (see the module docstring).
+
+    ``oracle_includes_source`` is the published code's behaviour: English is one of
+    the languages the oracle is drawn from (its K shots from the English training set).
+    """
+    m = get_method(method)
+    targets = tuple(targets)
+    if not targets:
+        raise ValueError("no target languages")
+
+    def oracles(langs):
+        if not m.surgery:
+            return ()
+        return (*langs, source) if oracle_includes_source else tuple(langs)
+
+    common = dict(init=m.init, with_source_data=m.with_source_data, selection=m.selection, batch=m.batch)
+    if m.shots == "none":
+        return [Job("all", shot_languages=(), oracle_languages=(), selection_language=None,
+                    eval_languages=targets, **common)]
+    if m.shots == "per-target":
+        return [
+            Job(lang, shot_languages=(lang,), oracle_languages=(),
+                selection_language=lang if m.selection == SELECT_TARGET_DEV else None,
+                eval_languages=(lang,), **common)
+            for lang in targets
+        ]
+    if m.shots == "all-targets":
+        return [Job("all", shot_languages=targets, oracle_languages=(), selection_language=None,
+                    eval_languages=targets, **common)]
+    # one-step mixed training over a language set
+    if language_set == "all":
+        return [Job("all", shot_languages=targets, oracle_languages=oracles(targets), selection_language=source,
+                    eval_languages=targets, **common)]
+    if language_set == "single":
+        return [
+            Job(lang, shot_languages=(lang,), oracle_languages=oracles((lang,)), selection_language=source,
+                eval_languages=(lang,), **common)
+            for lang in targets
+        ]
+    subset = tuple(language_set)
+    outside = [lang for lang in subset if lang not in targets]
+    if outside:
+        raise ValueError(f"language set {','.join(subset)}: {', '.join(outside)} not among the targets")
+    return [Job("subset", shot_languages=subset, oracle_languages=oracles(subset), selection_language=source,
+                eval_languages=targets, **common)]

@@ -1,0 +1,318 @@
+"""Reports from a run's records: Table-1-style summary, per-language table, surgery
+statistics, training curves. Everything is recomputed from ``results.jsonl``,
+``runs.jsonl`` and the source models' ``train_result.json``, so a report can be
+rebuilt at any time (``run.py --report-only``) and always matches the records.
+
+Files written (atomically) into the output dir:
+
+- ``summary.md`` / ``summary.csv``: per task, metric, method and K, the mean ± sd
+  over seeds of the score averaged over the target languages (Table 1 of the paper);
+- ``per_language.md`` / ``per_language.csv``: mean ± sd over seeds per language;
+- ``surgery_stats.md`` / ``surgery_stats.csv``: per method, K and oracle language,
+  how often the oracle ran, how often the gradients conflicted (negative dot
+  product), how often the gradient was projected, the mean cosine between the
+  step's gradient and the oracle gradient before surgery;
+- ``curves.csv`` and ``curves_<task>.png``: training loss, dev score and (with
+  surgery) the gradient cosine against the optimizer step.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from .config import METHODS
+from .results import ResultStore, atomic_path, atomic_write_text, read_json
+
+#: row order of the tables: K, then the paper's method order (variants after their method)
+_METHOD_ORDER = {name: i for i, name in enumerate(METHODS)}
+
+
+def method_rank(method: str) -> tuple:
+    if method in _METHOD_ORDER:
+        return (_METHOD_ORDER[method], method)
+    stem = "gradient-mix-train" if method.startswith("gradient") else "naive-mix-train"
+    return (_METHOD_ORDER.get(stem, len(METHODS)) + 0.5, method)
+
+
+def mean_sd(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value)."""
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else None
+    return mean, sd
+
+
+def fmt(mean: float, sd: float | None) -> str:
+    return f"{mean:.2f}" if sd is None else f"{mean:.2f} ± {sd:.2f}"
+
+
+def _csv_text(header: list[str], rows: list[list]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- score tables
+
+
+def summarize(results: list[dict]) -> list[dict]:
+    """Table 1: per (task, metric, method, K) the mean ± sd over seeds of the language average.
+
+    A seed's value is the mean over the target languages it has scores for;
+    ``n_languages`` is the number of languages in the average (the smallest over seeds).
+    """
+    by_cell = defaultdict(dict)  # (task, metric, method, k) -> seed -> {lang: value}
+    for r in results:
+        by_cell[(r["task"], r["metric"], r["method"], int(r["k"]))].setdefault(int(r["seed"]), {})[r["language"]] = r["value"]
+    rows = []
+    for (task, metric, method, k), seeds in by_cell.items():
+        per_seed = [statistics.fmean(langs.values()) for _, langs in sorted(seeds.items())]
+        mean, sd = mean_sd(per_seed)
+        rows.append({"task": task, "metric": metric, "method": method, "k": k, "mean": mean, "sd": sd,
+                     "n_seeds": len(per_seed), "n_languages": min(len(langs) for langs in seeds.values())})
+    rows.sort(key=lambda r: (r["task"], r["metric"], r["k"], method_rank(r["method"])))
+    return rows
+
+
+def per_language(results: list[dict]) -> list[dict]:
+    """Per (task, metric, method, K, language): mean ± sd over seeds."""
+    groups = defaultdict(list)
+    for r in results:
+        groups[(r["task"], r["metric"], r["method"], int(r["k"]), r["language"])].append(r["value"])
+    rows = []
+    for (task, metric, method, k, lang), values in groups.items():
+        mean, sd = mean_sd(values)
+        rows.append({"task": task, "metric": metric, "method": method, "k": k, "language": lang,
+                     "mean": mean, "sd": sd, "n_seeds": len(values)})
+    rows.sort(key=lambda r: (r["task"], r["metric"], r["k"], method_rank(r["method"]), r["language"]))
+    return rows
+
+
+def _metric_order(results, task):
+    seen = []
+    for r in results:
+        if r["task"] == task and r["metric"] not in seen:
+            seen.append(r["metric"])
+    return seen
+
+
+def summary_markdown(results: list[dict]) -> str:
+    """Table 1 as Markdown: one row per K and method, one column per task and metric."""
+    rows = summarize(results)
+    if not rows:
+        return "(no results yet)\n"
+    columns = [(t, m) for t in sorted({r["task"] for r in rows}) for m in _metric_order(results, t)]
+    cells = {(r["task"], r["metric"], r["method"], r["k"]): r for r in rows}
+    keys = sorted({(r["k"], r["method"]) for r in rows}, key=lambda km: (km[0], method_rank(km[1])))
+    table = []
+    for k, method in keys:
+        line = [str(k), method]
+        for task, metric in columns:
+            r = cells.get((task, metric, method, k))
+            line.append(fmt(r["mean"], r["sd"]) + f" (n={r['n_seeds']})" if r else "–")
+        table.append(line)
+    header = ["K", "method"] + [f"{t} {m}" for t, m in columns]
+    langs = sorted({r["language"] for r in results})
+    note = (f"Mean ± sd over seeds (n = number of seeds) of the score averaged over the target "
+            f"languages ({', '.join(langs)}); scores in percent.\n")
+    return _markdown_table(header, table) + "\n" + note
+
+
+def per_language_markdown(results: list[dict]) -> str:
+    rows = per_language(results)
+    if not rows:
+        return "(no results yet)\n"
+    out = []
+    for task in sorted({r["task"] for r in rows}):
+        for metric in _metric_order(results, task):
+            sub = [r for r in rows if r["task"] == task and r["metric"] == metric]
+            langs = sorted({r["language"] for r in sub})
+            keys = sorted({(r["k"], r["method"]) for r in sub}, key=lambda km: (km[0], method_rank(km[1])))
+            cell = {(r["k"], r["method"], r["language"]): r for r in sub}
+            table = []
+            for k, method in keys:
+                values = [cell.get((k, method, lang)) for lang in langs]
+                present = [v["mean"] for v in values if v]
+                table.append([str(k), method] + [fmt(v["mean"], v["sd"]) if v else "–" for v in values]
+                             + [f"{statistics.fmean(present):.2f}" if present else "–"])
+            out.append(f"## {task} {metric}\n\n" + _markdown_table(["K", "method", *langs, "avg"], table))
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- surgery statistics
+
+
+_COUNTER_FIELDS = ("steps", "oracle_runs", "conflicts", "projections", "cos_sum", "cos_count")
+
+
+def _counter_fields(counter: dict, where: str) -> dict:
+    """One language's counters as written by ``train.counters_to_dict`` from
+    ``sgs_ext.surgery.LanguageCounters`` (steps, oracle_runs, conflicts, projections,
+    cos_sum, cos_count)."""
+    missing = [name for name in _COUNTER_FIELDS if name not in counter]
+    if missing:
+        raise ValueError(f"{where}: surgery counters lack {', '.join(missing)}: {counter!r}")
+    return {name: float(counter[name]) for name in _COUNTER_FIELDS}
+
+
+def surgery_stats(runs: list[dict]) -> list[dict]:
+    """Per (task, method, K, oracle language): counters summed over seeds and jobs."""
+    groups = defaultdict(lambda: {**{name: 0.0 for name in _COUNTER_FIELDS}, "seeds": set()})
+    for run in runs:
+        counters = run.get("surgery_counters")
+        if not counters:
+            continue
+        for lang, counter in counters.items():
+            if not isinstance(counter, dict):
+                continue
+            g = groups[(run["task"], run["method"], int(run["k"]), lang)]
+            where = f"runs.jsonl {run['task']}/{run['method']}/k{run['k']}/seed{run['seed']}/{run.get('job')} {lang}"
+            for name, value in _counter_fields(counter, where).items():
+                g[name] += value
+            g["seeds"].add(int(run["seed"]))
+    rows = []
+    for (task, method, k, lang), g in groups.items():
+        runs_ = g["oracle_runs"]
+        rows.append({
+            "task": task, "method": method, "k": k, "language": lang, "n_seeds": len(g["seeds"]),
+            "steps": int(g["steps"]), "oracle_runs": int(runs_), "conflicts": int(g["conflicts"]),
+            "projections": int(g["projections"]),
+            "conflict_rate": g["conflicts"] / runs_ if runs_ else math.nan,
+            "mean_cos": g["cos_sum"] / g["cos_count"] if g["cos_count"] else math.nan,
+        })
+    rows.sort(key=lambda r: (r["task"], r["k"], method_rank(r["method"]), r["language"]))
+    return rows
+
+
+def surgery_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return "(no run with gradient surgery)\n"
+    table = [[r["task"], str(r["k"]), r["method"], r["language"], str(r["n_seeds"]), str(r["oracle_runs"]),
+              str(r["conflicts"]), str(r["projections"]),
+              "–" if math.isnan(r["conflict_rate"]) else f"{100 * r['conflict_rate']:.1f}%",
+              "–" if math.isnan(r["mean_cos"]) else f"{r['mean_cos']:.3f}"] for r in rows]
+    header = ["task", "K", "method", "oracle language", "seeds", "oracle runs", "conflicts", "projections",
+              "conflict rate", "mean cos(g_train, g_oracle)"]
+    return (_markdown_table(header, table) + "\nSummed over seeds. A conflict is a negative dot product "
+            "between the step's gradient and the oracle's; with alpha < 1 a conflict is projected only "
+            "when the alpha draw says so.\n")
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+def curve_rows(runs: list[dict], source_results: list[dict]) -> list[dict]:
+    rows = []
+    for info in source_results:
+        for point in info.get("curve", []):
+            rows.append({"task": info["task"], "method": "source", "k": 0, "seed": info["seed"], "job": "source",
+                         "step": point["step"], "kind": point["kind"], "value": point["value"]})
+    for run in runs:
+        for point in run.get("curve", []):
+            rows.append({"task": run["task"], "method": run["method"], "k": run["k"], "seed": run["seed"],
+                         "job": run["job"], "step": point["step"], "kind": point["kind"], "value": point["value"]})
+    return rows
+
+
+def plot_curves(rows: list[dict], path: Path, title: str) -> None:
+    """Loss, dev score and (if any) gradient cosine against the step; a line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = [k for k in ("loss", "dev", "cos") if any(r["kind"] == k for r in rows)]
+    labels = {"loss": "training loss (per step)", "dev": "dev score (selection set)",
+              "cos": "cos(g_train, g_oracle) before surgery"}
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4), squeeze=False)
+    methods = sorted({r["method"] for r in rows}, key=method_rank)
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    series = defaultdict(list)
+    for r in rows:
+        if r["value"] is not None:
+            series[(r["kind"], r["method"], r["k"], r["seed"], r["job"])].append((r["step"], r["value"]))
+    for ax, kind in zip(axes[0], kinds):
+        labelled = set()
+        for (k_, method, k, seed, job), points in sorted(series.items(), key=lambda kv: str(kv[0])):
+            if k_ != kind:
+                continue
+            points.sort()
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            if kind in ("loss", "cos") and len(ys) > 20:  # smooth noisy per-step values
+                window = max(1, len(ys) // 20)
+                ys = [statistics.fmean(ys[max(0, i - window + 1): i + 1]) for i in range(len(ys))]
+            label = f"{method} (K={k})" if method != "source" else "source model"
+            ax.plot(xs, ys, color=colours[method], alpha=0.8, linewidth=1.2,
+                    marker="o" if kind == "dev" else None, markersize=3,
+                    label=None if label in labelled else label)
+            labelled.add(label)
+        ax.set_title(labels[kind])
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- everything
+
+
+def load_source_results(output_dir: Path) -> list[dict]:
+    return [read_json(p) for p in sorted(Path(output_dir).glob("source_models/*/seed*/train_result.json"))]
+
+
+def write_reports(output_dir: str | Path) -> dict[str, Path]:
+    """(Re)write every report file from the records in ``output_dir``; returns their paths."""
+    out = Path(output_dir)
+    store = ResultStore(out)
+    results, runs = store.results(), store.runs()
+    paths = {}
+
+    def emit(name, text):
+        atomic_write_text(out / name, text)
+        paths[name] = out / name
+
+    summary = summarize(results)
+    emit("summary.md", "# Summary (Table 1 layout)\n\n" + summary_markdown(results))
+    emit("summary.csv", _csv_text(["task", "metric", "method", "k", "mean", "sd", "n_seeds", "n_languages"],
+                                  [[r[c] for c in ("task", "metric", "method", "k")] + [f"{r['mean']:.4f}",
+                                   "" if r["sd"] is None else f"{r['sd']:.4f}", r["n_seeds"], r["n_languages"]]
+                                   for r in summary]))
+    langs = per_language(results)
+    emit("per_language.md", "# Scores per target language (mean ± sd over seeds)\n\n" + per_language_markdown(results))
+    emit("per_language.csv", _csv_text(["task", "metric", "method", "k", "language", "mean", "sd", "n_seeds"],
+                                       [[r[c] for c in ("task", "metric", "method", "k", "language")]
+                                        + [f"{r['mean']:.4f}", "" if r["sd"] is None else f"{r['sd']:.4f}",
+                                           r["n_seeds"]] for r in langs]))
+    stats = surgery_stats(runs)
+    emit("surgery_stats.md", "# Gradient surgery statistics per oracle language\n\n" + surgery_markdown(stats))
+    emit("surgery_stats.csv", _csv_text(
+        ["task", "method", "k", "language", "n_seeds", "steps", "oracle_runs", "conflicts", "projections",
+         "conflict_rate", "mean_cos"],
+        [[r[c] for c in ("task", "method", "k", "language", "n_seeds", "steps", "oracle_runs", "conflicts",
+                         "projections")] + ["" if math.isnan(r["conflict_rate"]) else f"{r['conflict_rate']:.4f}",
+                                            "" if math.isnan(r["mean_cos"]) else f"{r['mean_cos']:.4f}"]
+         for r in stats]))
+    curves = curve_rows(runs, load_source_results(out))
+    emit("curves.csv", _csv_text(["task", "method", "k", "seed", "job", "step", "kind", "value"],
+                                 [[r[c] for c in ("task", "method", "k", "seed", "job", "step", "kind")]
+                                  + ["" if r["value"] is None else r["value"]] for r in curves]))
+    for task in sorted({r["task"] for r in curves}):
+        name = f"curves_{task}.png"
+        plot_curves([r for r in curves if r["task"] == task], out / name, f"{task}: training curves")
+        paths[name] = out / name
+    return paths

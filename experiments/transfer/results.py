@@ -1,0 +1,213 @@
+"""Where a run keeps what it has done: atomic file writes, the jsonl stores, resume.
+
+Every file a run writes goes through :func:`atomic_write_text` (or one of its
+siblings): the content is written to a temporary file in the same directory and
+moved over the target with ``os.replace``, so a file is either the old version or
+the new one, never half written, even if the run is killed.
+
+A run's unit of work is a *cell*: one task x method x K x seed. A cell's records
+are committed together (``ResultStore.record_cell``): first its training records
+(curves, surgery counters, timings) into ``runs.jsonl``, then its scores into
+``results.jsonl``. A cell is finished exactly when ``results.jsonl`` holds it, so
+an interrupted run that starts again skips the finished cells and redoes only the
+cell it was in (whose partial ``runs.jsonl`` records, if any, are replaced).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator, NamedTuple
+
+RESULTS_FILE = "results.jsonl"
+RUNS_FILE = "runs.jsonl"
+RUN_CONFIG_FILE = "run_config.json"
+
+
+class CellKey(NamedTuple):
+    """One unit of work: a task, a method (with its language-set variant), K and a seed."""
+
+    task: str
+    method: str
+    k: int
+    seed: int
+
+    def label(self) -> str:
+        return f"{self.task}/{self.method}/k{self.k}/seed{self.seed}"
+
+
+def cell_key_of(record: dict) -> CellKey:
+    """The cell a results or runs record belongs to."""
+    try:
+        return CellKey(str(record["task"]), str(record["method"]), int(record["k"]), int(record["seed"]))
+    except KeyError as err:
+        raise ValueError(f"record has no {err.args[0]!r} field: {record!r}") from None
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it over ``path``.
+
+    For writers that want a file name (``matplotlib.savefig``, ``safetensors``). On
+    an exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(value):
+    # numpy scalars, Paths, sets: everything else is a bug worth an error
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON: {value!r}")
+
+
+def to_json(obj, *, indent: int | None = None) -> str:
+    """JSON text; NaN/inf become null (JSON has no NaN), numpy scalars plain numbers."""
+    return json.dumps(_finite(obj), indent=indent, default=_json_default, ensure_ascii=False, allow_nan=False)
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    atomic_write_text(path, to_json(obj, indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike):
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
+
+
+# ----------------------------------------------------------------------------- jsonl
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """All records of a jsonl file ([] if it does not exist); bad lines name file and line."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {lineno}: not valid JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}: line {lineno}: expected a JSON object, got {type(record).__name__}")
+            records.append(record)
+    return records
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
+    atomic_write_text(path, "".join(to_json(r) + "\n" for r in records))
+
+
+class ResultStore:
+    """``results.jsonl`` (scores) and ``runs.jsonl`` (training records) of one output dir."""
+
+    def __init__(self, output_dir: str | os.PathLike):
+        self.output_dir = Path(output_dir)
+        self.results_path = self.output_dir / RESULTS_FILE
+        self.runs_path = self.output_dir / RUNS_FILE
+
+    def results(self) -> list[dict]:
+        return read_jsonl(self.results_path)
+
+    def runs(self) -> list[dict]:
+        return read_jsonl(self.runs_path)
+
+    def finished_cells(self) -> set[CellKey]:
+        """Cells whose scores are in ``results.jsonl``: a resumed run skips them."""
+        return {cell_key_of(r) for r in self.results()}
+
+    def record_cell(self, key: CellKey, results: list[dict], runs: list[dict]) -> None:
+        """Commit one finished cell: replace any older records of ``key`` in both files.
+
+        ``runs.jsonl`` is written first, so a crash between the two writes leaves the
+        cell unfinished (and its runs records are replaced when it is redone).
+        """
+        if not results:
+            raise ValueError(f"cell {key.label()} has no results to record")
+        for record in [*results, *runs]:
+            if cell_key_of(record) != key:
+                raise ValueError(f"record {record!r} does not belong to cell {key.label()}")
+        kept_runs = [r for r in self.runs() if cell_key_of(r) != key]
+        write_jsonl(self.runs_path, [*kept_runs, *runs])
+        kept_results = [r for r in self.results() if cell_key_of(r) != key]
+        write_jsonl(self.results_path, [*kept_results, *results])
+
+
+# ----------------------------------------------------------------------------- resume safety
+
+
+def check_run_config(output_dir: str | os.PathLike, settings: dict) -> None:
+    """Refuse to resume into ``output_dir`` if it was made with different settings.
+
+    ``settings`` are the run settings that change results (model, learning rate,
+    data caps, target languages, ...). The first run writes them to
+    ``run_config.json``; a later run with the same output dir must match them
+    (adding methods, K values or seeds is allowed: those only add cells).
+    """
+    path = Path(output_dir) / RUN_CONFIG_FILE
+    current = json.loads(to_json(settings))
+    if path.exists():
+        previous = read_json(path)
+        diffs = [
+            f"  {name}: was {previous.get(name)!r}, now {current.get(name)!r}"
+            for name in sorted(set(previous) | set(current))
+            if previous.get(name) != current.get(name)
+        ]
+        if diffs:
+            raise SystemExit(
+                f"{output_dir} holds results made with different settings:\n"
+                + "\n".join(diffs)
+                + "\nUse another --output-dir, or the same settings to resume."
+            )
+        return
+    atomic_write_json(path, current)

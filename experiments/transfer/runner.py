@@ -1,0 +1,327 @@
+"""Executing a run: cells (task x method x K x seed) -> jobs -> the training loop -> records.
+
+:class:`Runner` owns the data a run shares between cells (the encoded English
+training set, dev and evaluation sets, the shots) and the source model cache. For
+every cell not yet in ``results.jsonl`` it plans the method's jobs
+(``methods.plan_jobs``), trains each with ``train.train``, evaluates it on its
+target languages and commits the cell's records (``results.ResultStore``).
+
+What every method shares, so comparisons are fair:
+- the shots: K per target language per seed from ``task.sample_shots`` (a manifest
+  per K and seed in ``shots/``), the same for every method;
+- the evaluation sets: ``task.eval_set(lang, exclude=<the cell's shot uids>)``
+  capped to ``--max-eval-examples`` by a fixed (seed-independent) sample. Zero-shot
+  trained on no shots, so it excludes none;
+- the English training subset (``--max-source-examples``, a fixed sample shared by
+  every seed) and the English dev set that one-step methods select on;
+- the source model of a seed, trained once (English only, selected on English dev)
+  and cached in ``source_models/<task>/seed<S>/``; zero-shot, ord-FS, ord-FS+dev and
+  mix-FT all start from it.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from . import methods as M
+from .config import RunConfig
+from .results import CellKey, ResultStore, atomic_path, atomic_write_json, check_run_config, read_json
+from .train import MixedSet, OptimSettings, Selector, SurgerySettings, count_steps, freeze_word_embeddings, set_seed, train
+
+logger = logging.getLogger(__name__)
+
+SOURCE_STATE_FILE = "trained_state.safetensors"
+SOURCE_RESULT_FILE = "train_result.json"
+
+
+def cap(examples: list, n: int | None, seed: int = 0) -> list:
+    """At most ``n`` of ``examples``: a fixed random sample, kept in file order."""
+    if n is None or len(examples) <= n:
+        return list(examples)
+    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
+
+
+class Runner:
+    """Runs every cell of ``config`` that ``output_dir/results.jsonl`` does not hold yet."""
+
+    def __init__(self, config: RunConfig, *, task=None, model_path: str | None = None, tokenizer=None):
+        from transformers import AutoTokenizer
+
+        from transfer.tasks import get_task
+
+        self.config = config
+        self.task = task if task is not None else get_task(config.task)
+        if model_path is None:
+            from transfer.offline_model import resolve_model
+
+            model_path = resolve_model(config.model, cache_dir=config.model_cache_dir)
+        self.model_path = str(model_path)
+        self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(self.model_path)
+        self.out = Path(config.output_dir)
+        self.store = ResultStore(self.out)
+        self.hub = config.data_dir is None
+        self.targets = self._resolve_targets()
+        self._cache: dict = {}
+
+    # ------------------------------------------------------------------ languages and data
+
+    def _data_kwargs(self):
+        return {"hub": True} if self.hub else {}
+
+    def _data_dir(self):
+        return None if self.hub else self.config.data_dir
+
+    def _resolve_targets(self) -> tuple[str, ...]:
+        if self.hub:
+            if self.config.targets is None:
+                raise ValueError("--targets: give the target languages explicitly when reading data from the hub")
+            return self.config.targets
+        available = self.task.languages(self.config.data_dir)
+        if self.config.source not in available:
+            raise ValueError(f"--source: no {self.config.task} data for {self.config.source!r} in "
+                             f"{self.config.data_dir} (languages with data: {', '.join(available)})")
+        if self.config.targets is None:
+            return tuple(lang for lang in available if lang != self.config.source)
+        missing = [lang for lang in self.config.targets if lang not in available]
+        if missing:
+            raise ValueError(f"--targets: no {self.config.task} data for {', '.join(missing)} in "
+                             f"{self.config.data_dir} (languages with data: {', '.join(available)})")
+        return self.config.targets
+
+    def _cached(self, key, make):
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def encode(self, examples):
+        return self.task.encode(examples, self.tokenizer, self.config.max_seq_length)
+
+    def source_train_set(self):
+        def make():
+            examples = self.task.source_train(self.config.source, self._data_dir(), **self._data_kwargs())
+            examples = cap(examples, self.config.max_source_examples)
+            logger.info("English training set: %d examples", len(examples))
+            return self.encode(examples)
+
+        return self._cached("source_train", make)
+
+    def source_dev(self) -> list:
+        return self._cached("source_dev", lambda: cap(
+            self.task.source_dev(self.config.source, self._data_dir(), **self._data_kwargs()),
+            self.config.max_dev_examples))
+
+    def _shot_kwargs(self) -> dict:
+        if self.config.tydiqa_shots_in_features and self.config.task == "tydiqa":
+            return {"unit": "features", "tokenizer": self.tokenizer, "max_seq_length": self.config.max_seq_length}
+        return {}
+
+    def shot_draw(self, lang: str, k: int, seed: int):
+        """``(ShotRecord, examples)``: the K shots of ``lang`` for ``seed``, the same for every method."""
+        from transfer.shots import draw_shots
+
+        return self._cached(("shots", lang, k, seed), lambda: draw_shots(
+            self.task, lang, k, seed, self._data_dir(), hub=self.hub, **self._shot_kwargs()))
+
+    def shots(self, lang: str, k: int, seed: int) -> list:
+        return self.shot_draw(lang, k, seed)[1]
+
+    def shot_uids(self, lang: str, k: int, seed: int) -> frozenset:
+        return frozenset(ex.uid for ex in self.shots(lang, k, seed))
+
+    def shot_set(self, lang: str, k: int, seed: int):
+        """The encoded shots of ``lang``."""
+        return self._cached(("shot_set", lang, k, seed), lambda: self.encode(self.shots(lang, k, seed)))
+
+    def eval_set(self, lang: str, exclude: frozenset) -> list:
+        return self._cached(("eval", lang, exclude), lambda: cap(
+            self.task.eval_set(lang, self._data_dir(), exclude=exclude, **self._data_kwargs()),
+            self.config.max_eval_examples))
+
+    def target_dev(self, lang: str, exclude: frozenset) -> list:
+        return self._cached(("target_dev", lang, exclude), lambda: cap(
+            self.task.target_dev(lang, self._data_dir(), exclude=exclude, **self._data_kwargs()),
+            self.config.max_dev_examples))
+
+    def write_shot_manifest(self, k: int, seed: int) -> Path:
+        """Add this K and seed's shots of every target (and English, if it is an oracle) to ``shots/manifest.json``."""
+        from transfer.shots import update_manifest
+
+        langs = list(self.targets)
+        if self.config.oracle_includes_source and "gradient-mix-train" in self.config.methods:
+            langs.append(self.config.source)
+        path = self.out / "shots" / "manifest.json"
+        update_manifest(path, [self.shot_draw(lang, k, seed)[0] for lang in langs])
+        return path
+
+    # ------------------------------------------------------------------ models
+
+    def evaluate(self, model, examples) -> dict[str, float]:
+        return self.task.evaluate(model, examples, self.tokenizer, max_seq_length=self.config.max_seq_length,
+                                  batch_size=self.config.eval_batch_size, device=self.config.device)
+
+    def primary_score(self, model, examples) -> float:
+        return float(self.evaluate(model, examples)[self.task.metrics[0]])
+
+    def pretrained_model(self, seed: int):
+        set_seed(seed)  # the task head's initialisation
+        model = self.task.build_model(self.model_path)
+        if self.config.freeze_embeddings:
+            freeze_word_embeddings(model)
+        return model
+
+    def optim_settings(self, *, batch: str, k: int | None) -> OptimSettings:
+        c = self.config
+        if batch == "k":  # target-adapting: batch K, no accumulation, the adapting epochs
+            return OptimSettings(lr=c.lr, epochs=c.adapt_epochs, micro_batch_size=k, grad_accum_steps=1,
+                                 warmup_steps=0, weight_decay=c.weight_decay, adam_eps=c.adam_eps,
+                                 max_grad_norm=c.max_grad_norm, max_steps=c.max_steps)
+        return OptimSettings(lr=c.lr, epochs=c.epochs, micro_batch_size=c.micro_batch_size,
+                             grad_accum_steps=c.grad_accum_steps, warmup_steps=c.warmup_steps,
+                             weight_decay=c.weight_decay, adam_eps=c.adam_eps, max_grad_norm=c.max_grad_norm,
+                             max_steps=c.max_steps)
+
+    def source_model_dir(self, seed: int) -> Path:
+        return self.out / "source_models" / self.config.task / f"seed{seed}"
+
+    def source_model(self, seed: int):
+        """A fresh copy of the seed's source model, trained now if it is not cached yet."""
+        from safetensors.torch import load_file, save_file
+
+        folder = self.source_model_dir(seed)
+        state_path, result_path = folder / SOURCE_STATE_FILE, folder / SOURCE_RESULT_FILE
+        model = self.pretrained_model(seed)
+        if state_path.exists() and result_path.exists():
+            logger.info("source model for seed %d: reusing %s", seed, folder)
+            state = load_file(str(state_path))
+            missing_in_model = sorted(set(state) - set(model.state_dict()))
+            if missing_in_model:
+                raise ValueError(f"{state_path} does not fit the model {self.model_path}: "
+                                 f"unknown tensors {missing_in_model[:5]}")
+            model.load_state_dict(state, strict=False)
+            return model, read_json(result_path)
+        logger.info("source model for seed %d: training on %s", seed, self.config.source)
+        dev = self.source_dev()
+        selector = Selector(lambda m: self.primary_score(m, dev), every=self.config.eval_every,
+                            name=f"{self.config.source}-dev")
+        result = train(model, MixedSet([self.source_train_set()]), self.optim_settings(batch="config", k=None),
+                       seed=seed, device=self.config.device, selector=selector, progress=self.config.progress,
+                       desc=f"source seed{seed}")
+        state = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(state_path, suffix=".safetensors") as tmp:
+            save_file(state, str(tmp))
+        info = {"task": self.config.task, "seed": seed, "model": self.config.model, **result.to_dict()}
+        atomic_write_json(result_path, info)
+        return model, info
+
+    # ------------------------------------------------------------------ cells
+
+    def plan_cells(self) -> list[tuple[CellKey, str, int]]:
+        """Every cell of the run as (key, method, K); zero-shot is one K=0 cell per seed."""
+        c = self.config
+        cells = []
+        for seed in c.seeds:
+            if "zero-shot" in c.methods:
+                cells.append((CellKey(c.task, "zero-shot", 0, seed), "zero-shot", 0))
+            for k in c.ks:
+                for method in c.methods:
+                    if method == "zero-shot":
+                        continue
+                    label = M.method_label(method, c.language_set)
+                    cells.append((CellKey(c.task, label, k, seed), method, k))
+        return cells
+
+    def run(self) -> list[CellKey]:
+        """Run every unfinished cell; returns the cells run now."""
+        check_run_config(self.out, {**self.config.result_settings(), "targets": list(self.targets)})
+        done = self.store.finished_cells()
+        todo = [cell for cell in self.plan_cells() if cell[0] not in done]
+        skipped = len(self.plan_cells()) - len(todo)
+        if skipped:
+            logger.info("resuming: %d finished cell(s) in %s skipped", skipped, self.store.results_path)
+        for key, method, k in todo:
+            start = time.perf_counter()
+            logger.info("cell %s: starting", key.label())
+            results, runs = self.run_cell(key, method, k)
+            self.store.record_cell(key, results, runs)
+            logger.info("cell %s: done in %.0f s", key.label(), time.perf_counter() - start)
+        return [key for key, _, _ in todo]
+
+    def run_cell(self, key: CellKey, method: str, k: int) -> tuple[list[dict], list[dict]]:
+        c = self.config
+        seed = key.seed
+        m = M.get_method(method)
+        jobs = M.plan_jobs(method, self.targets, source=c.source, language_set=c.language_set,
+                           oracle_includes_source=c.oracle_includes_source)
+        if k:
+            self.write_shot_manifest(k, seed)
+        results, runs = [], []
+        for job in jobs:
+            record_base = {"task": key.task, "method": key.method, "k": key.k, "seed": seed, "job": job.name}
+            source_info = None
+            if job.init == M.SOURCE_MODEL:
+                model, source_info = self.source_model(seed)
+            else:
+                model = self.pretrained_model(seed)
+            model.to(c.device)
+            if job.trains:
+                outcome = self.train_job(model, job, k, seed, desc=f"{key.method} k{k} s{seed} {job.name}")
+                run = {**record_base, **outcome.to_dict(), "shot_languages": list(job.shot_languages),
+                       "oracle_languages": list(job.oracle_languages), "selection": job.selection}
+            else:
+                outcome = None
+                run = {**record_base, "steps": 0, "selected_step": source_info["selected_step"], "curve": [],
+                       "surgery_counters": None, "train_seconds": 0.0, "eval_seconds": 0.0,
+                       "shot_languages": [], "oracle_languages": [], "selection": "source model"}
+            runs.append(run)
+            for lang in job.eval_languages:
+                exclude = self.shot_uids(lang, k, seed) if k else frozenset()
+                examples = self.eval_set(lang, exclude)
+                start = time.perf_counter()
+                scores = self.evaluate(model, examples)
+                test_seconds = time.perf_counter() - start
+                logger.info("%s %s: %s", key.label(), lang,
+                            ", ".join(f"{name} {value:.2f}" for name, value in scores.items()))
+                for metric in self.task.metrics:
+                    results.append({
+                        **record_base, "language": lang, "metric": metric, "value": float(scores[metric]),
+                        "selected_step": run["selected_step"], "steps": run["steps"], "selection": run["selection"],
+                        "train_seconds": run["train_seconds"], "eval_seconds": run["eval_seconds"],
+                        "test_seconds": test_seconds, "n_eval": len(examples), "n_shots": len(self.shots(lang, k, seed)) if k else 0,
+                        "source_train_seconds": source_info.get("train_seconds") if source_info else None,
+                        "model": c.model, "alpha": c.alpha if m.surgery else None,
+                    })
+            del model
+        return results, runs
+
+    def train_job(self, model, job: M.Job, k: int, seed: int, *, desc: str):
+        c = self.config
+        sets = [self.source_train_set()] if job.with_source_data else []
+        sets += [self.shot_set(lang, k, seed) for lang in job.shot_languages]
+        dataset = MixedSet(sets)
+        settings = self.optim_settings(batch=job.batch, k=k)
+        selector = None
+        if job.selection == M.SELECT_SOURCE_DEV:
+            dev = self.source_dev()
+            selector = Selector(lambda mdl: self.primary_score(mdl, dev), every=c.eval_every, name=f"{c.source}-dev")
+        elif job.selection == M.SELECT_TARGET_DEV:
+            lang = job.selection_language
+            dev = self.target_dev(lang, self.shot_uids(lang, k, seed))
+            per_epoch, _ = count_steps(len(dataset), settings)  # few steps: select once per epoch
+            selector = Selector(lambda mdl: self.primary_score(mdl, dev), every=per_epoch, name=f"{lang}-dev")
+        oracle_batches, surgery = None, None
+        if job.oracle_languages:
+            oracle_batches = {}
+            for lang in job.oracle_languages:
+                shot_set = self.shot_set(lang, k, seed)
+                oracle_batches[lang] = shot_set.collate([shot_set[i] for i in range(len(shot_set))])
+            surgery = SurgerySettings(alpha=c.alpha, per_micro_batch=c.surgery_per_micro_batch)
+        return train(model, dataset, settings, seed=seed, device=c.device, selector=selector,
+                     oracle_batches=oracle_batches, surgery=surgery, progress=c.progress, desc=desc)
+

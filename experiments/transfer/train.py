@@ -1,0 +1,324 @@
+"""The one training loop every method uses, with evaluation-based checkpoint selection.
+
+One optimizer step::
+
+    for each micro-batch of the step:      (--grad-accum-steps micro-batches)
+        loss = model(**batch).loss / accum;  loss.backward()
+        [surgery.step(oracles)]             (--surgery-per-micro-batch: the published code)
+    [surgery.step(oracles)]                 (default: once per optimizer step, the paper's text)
+    clip_grad_norm_(max_grad_norm)          (after the surgery)
+    optimizer.step(); scheduler.step(); zero_grad()
+
+AdamW (eps 1e-8, no weight decay on biases and LayerNorm weights), a linear
+schedule with optional warm-up. With a :class:`Selector`, the model is evaluated
+every ``selector.every`` optimizer steps and after the last one; the best
+checkpoint (highest score, the earliest on ties) is kept in memory and loaded at
+the end. Without one the last checkpoint is kept.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+logger = logging.getLogger(__name__)
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    lr: float
+    epochs: float
+    micro_batch_size: int
+    grad_accum_steps: int = 1
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    adam_eps: float = 1e-8
+    max_grad_norm: float = 1.0
+    max_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class SurgerySettings:
+    alpha: float
+    per_micro_batch: bool = False  # the published code: surgery on the running accumulated gradient
+    mode: str = "stochastic"
+
+
+@dataclass
+class Selector:
+    """Checkpoint selection: ``evaluate(model) -> score`` (higher is better) every ``every`` steps."""
+
+    evaluate: Callable[[torch.nn.Module], float]
+    every: int
+    name: str = "dev"
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    selected_step: int
+    selected_score: float | None
+    curve: list[dict] = field(default_factory=list)  # rows {"step", "kind": loss|dev|cos, "value", ...}
+    surgery_counters: dict | None = None
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "steps": self.steps, "selected_step": self.selected_step, "selected_score": self.selected_score,
+            "curve": self.curve, "surgery_counters": self.surgery_counters,
+            "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
+        }
+
+
+class MixedSet(Dataset):
+    """Several encoded sets (same task and tokenizer) as one dataset, with their collate."""
+
+    def __init__(self, sets):
+        self.sets = [s for s in sets if len(s)]
+        if not self.sets:
+            raise ValueError("nothing to train on: every training set is empty")
+        self.offsets = np.cumsum([0] + [len(s) for s in self.sets])
+
+    def __len__(self):
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index):
+        which = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return self.sets[which][index - int(self.offsets[which])]
+
+    def collate(self, items):
+        return self.sets[0].collate(items)
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def freeze_word_embeddings(model: torch.nn.Module) -> int:
+    """Freeze the input word embedding; returns how many parameters that froze."""
+    weight = model.get_input_embeddings().weight
+    weight.requires_grad_(False)
+    return weight.numel()
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: no weight decay on biases and LayerNorm weights (the BERT recipe)."""
+    no_decay = set()
+    for module in model.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            no_decay.update(id(p) for p in module.parameters(recurse=False))
+    for name, param in model.named_parameters():
+        if name.endswith("bias"):
+            no_decay.add(id(param))
+    params = trainable_parameters(model)
+    decay = [p for p in params if id(p) not in no_decay]
+    plain = [p for p in params if id(p) in no_decay]
+    return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0})
+            if g["params"]]
+
+
+def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
+    """Linear warm-up from 0 over ``warmup_steps``, then linear decay to 0 at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1) if warmup_steps else 1.0
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def to_device(batch: Mapping, device) -> dict:
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+
+
+def _snapshot(model) -> dict[str, torch.Tensor]:
+    """A copy of what training changes: trainable parameters and buffers."""
+    state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    state.update({n: b.detach().clone() for n, b in model.named_buffers()})
+    return state
+
+
+def count_steps(n_examples: int, settings: OptimSettings) -> tuple[int, int]:
+    """(optimizer steps per epoch, total optimizer steps) for ``n_examples``."""
+    micro_batches = math.ceil(n_examples / settings.micro_batch_size)
+    per_epoch = math.ceil(micro_batches / settings.grad_accum_steps)
+    total = max(1, math.ceil(per_epoch * settings.epochs))
+    if settings.max_steps is not None:
+        total = min(total, settings.max_steps)
+    return per_epoch, total
+
+
+def train(
+    model: torch.nn.Module,
+    dataset,
+    settings: OptimSettings,
+    *,
+    seed: int,
+    device="cpu",
+    selector: Selector | None = None,
+    oracle_batches: Mapping[str, Mapping] | None = None,
+    surgery: SurgerySettings | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` on ``dataset`` (a Dataset with ``.collate``); see the module docstring.
+
+    ``oracle_batches`` maps a language to its oracle batch (its K shots, collated);
+    with ``surgery`` set, ``sgs_ext.StochasticGradientSurgery`` projects the step's
+    gradient against one of them at each step.
+    """
+    from tqdm.auto import tqdm
+
+    if len(dataset) == 0:
+        raise ValueError(f"{desc}: the training set is empty")
+    device = torch.device(device)
+    model.to(device)
+    params = trainable_parameters(model)
+    if not params:
+        raise ValueError(f"{desc}: the model has no trainable parameters")
+    optimizer = torch.optim.AdamW(parameter_groups(model, settings.weight_decay), lr=settings.lr,
+                                  eps=settings.adam_eps)
+    per_epoch, total_steps = count_steps(len(dataset), settings)
+    scheduler = linear_schedule(optimizer, settings.warmup_steps, total_steps)
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(dataset, batch_size=settings.micro_batch_size, sampler=RandomSampler(dataset, generator=generator),
+                        collate_fn=dataset.collate)
+
+    surgeon, closures = None, None
+    if surgery is not None:
+        if not oracle_batches:
+            raise ValueError(f"{desc}: gradient surgery needs oracle batches")
+        surgeon = _surgery_class()(params, alpha=surgery.alpha, mode=surgery.mode, seed=seed)
+        oracle_on_device = {lang: to_device(batch, device) for lang, batch in oracle_batches.items()}
+        closures = {lang: (lambda b=batch: model(**b).loss) for lang, batch in oracle_on_device.items()}
+
+    result = TrainResult(steps=0, selected_step=0, selected_score=None)
+    best_state = None
+    eval_seconds = 0.0
+
+    def run_surgery(step):
+        stats = surgeon.step(closures)
+        if getattr(stats, "oracle_ran", True):
+            result.curve.append({"step": step, "kind": "cos", "value": _float(getattr(stats, "cos_before", None)),
+                                 "language": getattr(stats, "language", None),
+                                 "projected": bool(getattr(stats, "projected", False))})
+
+    def evaluate(step):
+        nonlocal best_state, eval_seconds
+        start = time.perf_counter()
+        score = float(selector.evaluate(model))
+        model.train()
+        eval_seconds += time.perf_counter() - start
+        result.curve.append({"step": step, "kind": "dev", "value": score, "set": selector.name})
+        improved = result.selected_score is None or score > result.selected_score
+        if improved:
+            result.selected_score, result.selected_step = score, step
+            best_state = _snapshot(model)
+        logger.info("%s step %d/%d: %s %.2f (best %.2f at step %d)", desc, step, total_steps, selector.name,
+                    score, result.selected_score, result.selected_step)
+
+    start_time = time.perf_counter()
+    model.train()
+    optimizer.zero_grad(set_to_none=False)
+    step, last_evaluated = 0, -1
+    bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
+    try:
+        while step < total_steps:
+            micro_losses = []
+            batches = iter(loader)
+            for i, batch in enumerate(batches):
+                loss = model(**to_device(batch, device)).loss
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"{desc}: loss is {loss.item()} at step {step + 1}")
+                (loss / settings.grad_accum_steps).backward()
+                micro_losses.append(loss.item())
+                last_in_epoch = i + 1 == len(loader)
+                if surgeon is not None and surgery.per_micro_batch:
+                    run_surgery(step + 1)
+                if len(micro_losses) < settings.grad_accum_steps and not last_in_epoch:
+                    continue
+                if surgeon is not None and not surgery.per_micro_batch:
+                    run_surgery(step + 1)
+                if settings.max_grad_norm and settings.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=False)
+                step += 1
+                mean_loss = float(np.mean(micro_losses))
+                micro_losses = []
+                result.curve.append({"step": step, "kind": "loss", "value": mean_loss})
+                bar.update(1)
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+                if selector is not None and step % selector.every == 0:
+                    evaluate(step)
+                    last_evaluated = step
+                if step >= total_steps:
+                    break
+    finally:
+        bar.close()
+    if selector is not None:
+        if last_evaluated != step:
+            evaluate(step)
+        if best_state is not None and result.selected_step != step:
+            model.load_state_dict(best_state, strict=False)
+    else:
+        result.selected_step = step
+    result.steps = step
+    result.eval_seconds = eval_seconds
+    result.train_seconds = time.perf_counter() - start_time - eval_seconds
+    if surgeon is not None:
+        result.surgery_counters = counters_to_dict(surgeon.counters)
+    return result
+
+
+def _surgery_class():
+    """``sgs_ext.StochasticGradientSurgery`` (from ``sgs_ext.surgery`` if the package does not re-export it)."""
+    import sgs_ext
+
+    cls = getattr(sgs_ext, "StochasticGradientSurgery", None)
+    if cls is None:
+        from sgs_ext.surgery import StochasticGradientSurgery as cls
+    return cls
+
+
+def _float(value):
+    if value is None:
+        return None
+    if torch.is_tensor(value):
+        value = value.item()
+    return float(value)
+
+
+def counters_to_dict(counters) -> dict:
+    """Plain-data copy of the surgery object's per-language counters (for JSON)."""
+    import dataclasses
+
+    def plain(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {k: plain(v) for k, v in dataclasses.asdict(value).items()}
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        if torch.is_tensor(value):
+            return value.item() if value.numel() == 1 else value.tolist()
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(counters)

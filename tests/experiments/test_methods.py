@@ -1,0 +1,223 @@
+"""The methods as strategies (methods.plan_jobs) and as the runner executes them, on tiny
+POS files and a tiny random XLM-R: what each method trains, where it starts, how it selects,
+which shots it sees, and resuming."""
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import harness_helpers as H  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    yield from H.single_thread()
+
+from transfer import config as C  # noqa: E402
+from transfer import methods as M  # noqa: E402
+
+TARGETS = ("xx", "hh", "dd")
+
+
+# ----------------------------------------------------------------------------- the strategies
+
+
+def test_target_adapting_methods_start_from_the_source_model_with_batch_k():
+    for name in ("ord-fs", "ord-fs-dev"):
+        jobs = M.plan_jobs(name, TARGETS)
+        assert [j.name for j in jobs] == list(TARGETS)  # one model per target language
+        for job, lang in zip(jobs, TARGETS):
+            assert (job.init, job.batch, job.with_source_data) == (M.SOURCE_MODEL, "k", False)
+            assert job.shot_languages == (lang,) and job.eval_languages == (lang,)
+            assert job.oracle_languages == ()
+    assert [j.selection for j in M.plan_jobs("ord-fs", TARGETS)] == [M.SELECT_LAST] * 3
+    dev = M.plan_jobs("ord-fs-dev", TARGETS)
+    assert [(j.selection, j.selection_language) for j in dev] == [(M.SELECT_TARGET_DEV, lang) for lang in TARGETS]
+    (mix,) = M.plan_jobs("mix-ft", TARGETS)
+    assert (mix.init, mix.shot_languages, mix.eval_languages, mix.selection, mix.batch) == (
+        M.SOURCE_MODEL, TARGETS, TARGETS, M.SELECT_LAST, "k")
+
+
+def test_zero_shot_is_the_source_model():
+    (job,) = M.plan_jobs("zero-shot", TARGETS)
+    assert job.init == M.SOURCE_MODEL and not job.trains and job.eval_languages == TARGETS
+
+
+def test_one_step_methods_mix_english_and_select_on_english_dev():
+    (naive,) = M.plan_jobs("naive-mix-train", TARGETS)
+    (grad,) = M.plan_jobs("gradient-mix-train", TARGETS)
+    for job in (naive, grad):
+        assert (job.init, job.with_source_data, job.selection, job.selection_language, job.batch) == (
+            M.PRETRAINED, True, M.SELECT_SOURCE_DEV, "en", "config")
+        assert job.shot_languages == TARGETS and job.eval_languages == TARGETS
+    assert naive.oracle_languages == () and grad.oracle_languages == TARGETS
+    (code,) = M.plan_jobs("gradient-mix-train", TARGETS, oracle_includes_source=True)
+    assert code.oracle_languages == (*TARGETS, "en")
+
+
+def test_language_sets_single_and_subset():
+    single = M.plan_jobs("gradient-mix-train", TARGETS, language_set="single")
+    assert [(j.shot_languages, j.oracle_languages, j.eval_languages) for j in single] == [
+        ((lang,), (lang,), (lang,)) for lang in TARGETS]
+    (subset,) = M.plan_jobs("gradient-mix-train", TARGETS, language_set=("xx", "dd"))
+    assert (subset.shot_languages, subset.oracle_languages, subset.eval_languages) == (("xx", "dd"), ("xx", "dd"), TARGETS)
+    (naive_subset,) = M.plan_jobs("naive-mix-train", TARGETS, language_set=("xx",))
+    assert naive_subset.oracle_languages == ()
+    assert M.method_label("gradient-mix-train", "single") == "gradient-single"
+    assert M.method_label("naive-mix-train", ("xx", "dd")) == "naive-subset(xx+dd)"
+    assert M.method_label("ord-fs", "single") == "ord-fs"  # language sets are for one-step methods only
+    with pytest.raises(ValueError, match="zz not among the targets"):
+        M.plan_jobs("gradient-mix-train", TARGETS, language_set=("zz",))
+
+
+def test_unknown_method():
+    with pytest.raises(ValueError, match="unknown method 'best'"):
+        M.plan_jobs("best", TARGETS)
+    assert set(M.METHOD_TABLE) == set(C.METHODS)
+
+
+# ----------------------------------------------------------------------------- executed by the runner
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("harness")
+    layout = {**H.POS_LAYOUT, "dd": {"dev": 40}}  # dd: only a dev file (shots, selection and evaluation from it)
+    data = H.write_pos_data(root / "data", layout)
+    model = H.write_tiny_model(root / "model")
+    return data, model
+
+
+def make_config(data, out, **overrides):
+    args = dict(task="pos", methods=",".join(C.METHODS), k="2", seeds="1", targets=",".join(TARGETS),
+                data_dir=str(data), output_dir=str(out), lr=5e-3, epochs=2, adapt_epochs=3, eval_every=4,
+                max_source_examples=48, max_dev_examples=0, max_eval_examples=0, batch_size=8, no_progress=True,
+                freeze_embeddings=False)
+    args.update(overrides)
+    return C.resolve_config(types.SimpleNamespace(**args))
+
+
+class Spy:
+    """Records what the runner trains and evaluates."""
+
+    def __init__(self, monkeypatch, runner):
+        from transfer import runner as R
+
+        self.trained, self.evaluated, self.method = [], [], None
+        original_train, original_eval, original_cell = R.train, runner.task.evaluate, runner.run_cell
+
+        def train(model, dataset, settings, **kw):
+            self.trained.append({"desc": kw["desc"], "n": len(dataset), "batch": settings.micro_batch_size,
+                                 "oracles": sorted(kw.get("oracle_batches") or {}), "selector": kw.get("selector")})
+            return original_train(model, dataset, settings, **kw)
+
+        def evaluate(model, examples, *a, **kw):
+            self.evaluated.append((self.method, {ex.uid for ex in examples}))
+            return original_eval(model, examples, *a, **kw)
+
+        def run_cell(key, *a, **kw):
+            self.method = key.method
+            return original_cell(key, *a, **kw)
+
+        monkeypatch.setattr(R, "train", train)
+        monkeypatch.setattr(runner.task, "evaluate", evaluate)
+        monkeypatch.setattr(runner, "run_cell", run_cell)
+
+
+def make_runner(config, model):
+    from transfer.runner import Runner
+
+    return Runner(config, model_path=str(model))
+
+
+def test_every_method_runs_and_resumes(tiny_setup, tmp_path, monkeypatch):
+    data, model = tiny_setup
+    out = tmp_path / "out"
+    runner = make_runner(make_config(data, out), model)
+    spy = Spy(monkeypatch, runner)
+    done = runner.run()
+    assert {(key.method, key.k) for key in done} == {("zero-shot", 0)} | {(m, 2) for m in C.METHODS[1:]}
+
+    results = runner.store.results()
+    cells = {(r["method"], r["language"], r["metric"]) for r in results}
+    assert cells == {(m, lang, metric) for m in C.METHODS for lang in TARGETS for metric in ("f1", "accuracy")}
+    assert all(0.0 <= r["value"] <= 100.0 for r in results)
+
+    descs = [t["desc"] for t in spy.trained]
+    assert descs.count("source seed1") == 1  # the source model is trained once and shared
+    # target-adapting: batch K on that language's K shots; mix-FT: all targets' shots
+    shots_of = {lang: runner.shots(lang, 2, 1) for lang in TARGETS}
+    assert all(len(s) == 2 for s in shots_of.values())
+    ordfs = [t for t in spy.trained if t["desc"].startswith("ord-fs k2")]
+    assert [(t["n"], t["batch"], t["selector"]) for t in ordfs] == [(2, 2, None)] * 3
+    ordfs_dev = [t for t in spy.trained if t["desc"].startswith("ord-fs-dev k2")]
+    assert all(t["selector"] is not None and t["selector"].every == 1 for t in ordfs_dev)  # every epoch
+    (mixft,) = [t for t in spy.trained if t["desc"].startswith("mix-ft")]
+    assert (mixft["n"], mixft["batch"]) == (6, 2)
+    (naive,) = [t for t in spy.trained if t["desc"].startswith("naive-mix-train")]
+    (grad,) = [t for t in spy.trained if t["desc"].startswith("gradient-mix-train")]
+    assert naive["n"] == grad["n"] == 48 + 6 and naive["batch"] == 8
+    assert naive["oracles"] == [] and grad["oracles"] == sorted(TARGETS)
+    assert grad["selector"].every == 4
+
+    # shots drawn from dev never reach the evaluation of a method that saw them (dd: shots,
+    # selection and evaluation all come from its dev file); zero-shot saw no shots
+    dd_shots = {ex.uid for ex in shots_of["dd"]}
+    assert all(uid.startswith("udpos/dd/dev/") for uid in dd_shots)
+    dd_evals = [(m, uids) for m, uids in spy.evaluated if any(u.startswith("udpos/dd/") for u in uids)]
+    assert {m for m, _ in dd_evals} == set(C.METHODS)
+    assert all(not (uids & dd_shots) for m, uids in dd_evals if m != "zero-shot")
+
+    # the manifest records every target's shots for K=2, seed 1
+    from transfer.shots import read_manifest
+
+    manifest = read_manifest(out / "shots" / "manifest.json")
+    assert {key[1]: set(rec.uids) for key, rec in manifest.items()} == {
+        lang: {ex.uid for ex in shots} for lang, shots in shots_of.items()}
+
+    # per-job training records, with surgery counters for gradient-mix-train only
+    runs = runner.store.runs()
+    grad_runs = [r for r in runs if r["method"] == "gradient-mix-train"]
+    assert len(grad_runs) == 1 and grad_runs[0]["surgery_counters"]
+    assert sum(c["steps"] for c in grad_runs[0]["surgery_counters"].values()) == grad_runs[0]["steps"]
+    assert all(r["surgery_counters"] is None for r in runs if r["method"] != "gradient-mix-train")
+
+    # zero-shot is exactly the source model: its selected step is the source model's
+    source_info = (out / "source_models" / "pos" / "seed1" / "train_result.json")
+    assert source_info.exists()
+    zero = [r for r in results if r["method"] == "zero-shot"]
+    assert {r["k"] for r in zero} == {0}
+
+    # resuming: nothing to do, nothing trained
+    before = sorted(map(str, results))
+    again = make_runner(make_config(data, out), model)
+    spy2 = Spy(monkeypatch, again)
+    assert again.run() == []
+    assert spy2.trained == [] and sorted(map(str, again.store.results())) == before
+
+    # a lost cell is redone alone, from the cached source model
+    from transfer.results import write_jsonl
+
+    write_jsonl(out / "results.jsonl", [r for r in results if r["method"] != "ord-fs"])
+    third = make_runner(make_config(data, out), model)
+    spy3 = Spy(monkeypatch, third)
+    assert [key.method for key in third.run()] == ["ord-fs"]
+    assert [t["desc"].split(" k")[0] for t in spy3.trained] == ["ord-fs"] * 3
+    redone = sorted((r["language"], r["metric"], r["value"]) for r in third.store.results() if r["method"] == "ord-fs")
+    assert redone == sorted((r["language"], r["metric"], r["value"]) for r in results if r["method"] == "ord-fs")
+
+
+def test_resume_with_other_settings_is_refused(tiny_setup, tmp_path):
+    data, model = tiny_setup
+    out = tmp_path / "out"
+    make_runner(make_config(data, out, methods="zero-shot", max_steps=2), model).run()
+    with pytest.raises(SystemExit, match="lr: was 0.005, now 0.001"):
+        make_runner(make_config(data, out, methods="zero-shot", max_steps=2, lr=1e-3), model).run()
+
+
+def test_unknown_target_language_is_named(tiny_setup, tmp_path):
+    data, model = tiny_setup
+    with pytest.raises(ValueError, match=r"--targets: no pos data for qq .*languages with data: dd, en, hh, xx, yy"):
+        make_runner(make_config(data, tmp_path, targets="xx,qq"), model)

@@ -1,0 +1,83 @@
+"""The results store: atomic writes, jsonl with file-and-line errors, cells, resume checks."""
+import json
+import os
+
+import pytest
+
+from transfer import results as R
+
+
+def rec(method="ord-fs", k=5, seed=1, lang="hi", value=50.0, **extra):
+    return {"task": "pos", "method": method, "k": k, "seed": seed, "language": lang, "metric": "f1", "value": value,
+            **extra}
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "sub" / "a.txt"
+    R.atomic_write_text(path, "one")
+    R.atomic_write_text(path, "two")
+    assert path.read_text() == "two"
+    assert os.listdir(path.parent) == ["a.txt"]
+
+
+def test_failed_atomic_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "a.json"
+    R.atomic_write_json(path, {"x": 1})
+    with pytest.raises(TypeError, match="cannot write object"):
+        R.atomic_write_json(path, {"x": object()})
+    assert json.loads(path.read_text()) == {"x": 1}
+    assert os.listdir(tmp_path) == ["a.json"]
+    with pytest.raises(RuntimeError):
+        with R.atomic_path(path) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert json.loads(path.read_text()) == {"x": 1}
+    assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_json_has_no_nan(tmp_path):
+    assert R.to_json({"a": float("nan"), "b": [float("inf"), 1.5]}) == '{"a": null, "b": [null, 1.5]}'
+
+
+def test_bad_jsonl_line_names_file_and_line(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": \n')
+    with pytest.raises(ValueError, match=r"results.jsonl: line 3: not valid JSON"):
+        R.read_jsonl(path)
+    path.write_text('{"a": 1}\n[1, 2]\n')
+    with pytest.raises(ValueError, match=r"line 2: expected a JSON object"):
+        R.read_jsonl(path)
+    assert R.read_jsonl(tmp_path / "missing.jsonl") == []
+
+
+def test_record_cell_commits_and_replaces(tmp_path):
+    store = R.ResultStore(tmp_path)
+    key = R.CellKey("pos", "ord-fs", 5, 1)
+    store.record_cell(key, [rec(lang="hi"), rec(lang="ar")], [rec(job="hi") | {"curve": []}])
+    other = R.CellKey("pos", "ord-fs", 5, 2)
+    store.record_cell(other, [rec(seed=2)], [])
+    assert store.finished_cells() == {key, other}
+    # redoing a cell replaces its records in both files
+    store.record_cell(key, [rec(lang="hi", value=60.0)], [rec(job="hi", curve=[1])])
+    results = store.results()
+    assert sorted((r["seed"], r["language"], r["value"]) for r in results) == [(1, "hi", 60.0), (2, "hi", 50.0)]
+    assert [r["curve"] for r in store.runs()] == [[1]]
+
+
+def test_record_cell_rejects_foreign_or_empty_records(tmp_path):
+    store = R.ResultStore(tmp_path)
+    key = R.CellKey("pos", "ord-fs", 5, 1)
+    with pytest.raises(ValueError, match="does not belong to cell pos/ord-fs/k5/seed1"):
+        store.record_cell(key, [rec(seed=2)], [])
+    with pytest.raises(ValueError, match="no results"):
+        store.record_cell(key, [], [])
+    with pytest.raises(ValueError, match="no 'seed' field"):
+        R.cell_key_of({"task": "pos", "method": "x", "k": 1})
+    assert not store.results_path.exists()
+
+
+def test_run_config_must_match_to_resume(tmp_path):
+    R.check_run_config(tmp_path, {"lr": 2e-4, "targets": ["ar", "hi"]})
+    R.check_run_config(tmp_path, {"lr": 2e-4, "targets": ["ar", "hi"]})  # same: fine
+    with pytest.raises(SystemExit, match=r"lr: was 0.0002, now 2e-05"):
+        R.check_run_config(tmp_path, {"lr": 2e-5, "targets": ["ar", "hi"]})
