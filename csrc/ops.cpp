@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/chunk_table.h"
+#include "common/gram_tiles.h"
 #include "common/surgery_math.h"
 #include "common/tensor_ref.h"
 #include "cpu/cpu_kernels.h"
@@ -284,13 +285,11 @@ void project_cuda(TensorList train, TensorList oracle, const Tensor& stats, doub
 Tensor gram_cuda(TensorList flat, int64_t num_sets) {
   const auto sets = split_sets(flat, num_sets);
   check_lists("sgs::gram", sets, set_names(num_sets));
-  TORCH_CHECK_VALUE(num_sets <= sgs::cuda::kMaxGramSets, "sgs::gram: the CUDA kernel handles at most ",
-                    sgs::cuda::kMaxGramSets, " sets per call, got ", num_sets);
   const c10::cuda::CUDAGuard guard(flat[0].device());
   PreparedLists p = prepare(sets, -1);
   const auto opts = at::TensorOptions().dtype(at::kDouble).device(flat[0].device());
   const int P = sgs::num_pairs(int(num_sets));
-  Tensor workspace = at::empty({sgs::cuda::num_chunks(p.numels) * P}, opts);
+  Tensor workspace = at::empty({sgs::cuda::gram_workspace_size(p.numels, int(num_sets))}, opts);
   Tensor packed = at::empty({P}, opts);
   const auto pointers = p.pointers();
   sgs::cuda::gram(pointers.data(), int(num_sets), int64_t(sets[0].size()), workspace.data_ptr<double>(),
@@ -388,6 +387,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         return sgs::projection_coefficient<double>(dot, oracle_sq, train_sq, eps);
       },
       "The shared (host/device) coefficient c of train -= c * oracle.");
+  m.def(
+      "gram_tiles",
+      [](int num_sets, int max_sets) {
+        std::vector<std::tuple<std::vector<int>, std::vector<int>, std::vector<int>>> out;
+        for (const auto& t : sgs::plan_gram_tiles(num_sets, max_sets)) out.emplace_back(t.sets, t.src_pair, t.dst_pair);
+        return out;
+      },
+      "[(sets, src_pair, dst_pair)] passes covering an L x L Gram matrix, as the CUDA path runs them.");
   m.def("float_to_half_bits", [](float f) { return int(sgs::float_to_half(f)); });
   m.def("half_bits_to_float", [](int h) { return sgs::half_to_float(uint16_t(h)); });
   m.def("float_to_bf16_bits", [](float f) { return int(sgs::float_to_bf16(f)); });

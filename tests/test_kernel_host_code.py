@@ -96,3 +96,34 @@ def test_projection_coefficient(in_float32):
         assert c(-2.0, 4.0, bad, 1e-12) == 0.0
     if in_float32:  # a float32 |oracle|^2 that overflows is non-finite, not a huge coefficient
         assert c(-1.0, 1e39, 1.0, 1e-12) == 0.0
+
+
+@pytest.mark.parametrize("num_sets", [1, 2, 7, 8, 9, 12, 17, 48])
+def test_gram_tiles_cover_every_pair_exactly_once(num_sets):
+    max_sets = _C.cuda_launch_limits()[4]
+    tiles = _C.gram_tiles(num_sets, max_sets)
+    seen = []
+    for sets, src, dst in tiles:
+        assert 1 <= len(sets) <= max_sets and len(src) == len(dst)
+        assert all(0 <= p < len(sets) * (len(sets) + 1) // 2 for p in src)
+        seen += dst
+    assert sorted(seen) == list(range(num_sets * (num_sets + 1) // 2))
+    if num_sets <= max_sets:
+        assert len(tiles) == 1
+
+
+def test_gram_by_tiles_equals_the_full_gram():
+    """Run the CUDA path's tiling on the CPU: one gram per tile, scattered into L x L."""
+    num_sets = 11
+    g = torch.Generator().manual_seed(0)
+    sets = [[torch.randn(50, generator=g, dtype=torch.float64), torch.randn(3, 4, generator=g, dtype=torch.float64)]
+            for _ in range(num_sets)]
+    full = sgs_ext.gram(sets)
+    packed = torch.full((num_sets * (num_sets + 1) // 2,), float("nan"), dtype=torch.float64)
+    for tile_sets, src, dst in _C.gram_tiles(num_sets, 8):
+        sub = sgs_ext.gram([sets[s] for s in tile_sets])
+        n = len(tile_sets)
+        sub_packed = torch.cat([sub[i, i:] for i in range(n)])
+        packed[dst] = sub_packed[src]
+    rows = [(i, j) for i in range(num_sets) for j in range(i, num_sets)]
+    assert torch.allclose(packed, torch.stack([full[i, j] for i, j in rows]), rtol=1e-12)

@@ -37,7 +37,7 @@ def test_dot_norm_matches_cpu_kernel_on_cuda(dtype):
     assert_stats_close(sgs_ext.dot_norm(cuda(train), cuda(oracle)).cpu(), sgs_ext.dot_norm(train, oracle), dtype)
 
 
-@pytest.mark.parametrize("num_sets", [1, 2, 4, 8])
+@pytest.mark.parametrize("num_sets", [1, 2, 4, 8, 12])  # 12: tiled passes
 def test_gram_matches_reference_on_cuda(num_sets):
     sets = [random_list(SIZES, torch.float32, s) for s in range(num_sets)]
     got = sgs_ext.gram([cuda(s) for s in sets]).cpu()

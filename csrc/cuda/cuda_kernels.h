@@ -16,7 +16,8 @@ namespace cuda {
 
 // Elements per chunk = per block.
 constexpr int64_t kChunkSize = 1 << 16;
-// Sets one gram launch handles (per-thread accumulators grow as L^2).
+// Sets one gram pass handles (per-thread accumulators grow as L^2); more
+// sets are covered by several passes over tiles of sets (common/gram_tiles.h).
 constexpr int kMaxGramSets = 8;
 // What one launch's kernel arguments can describe (see multi_tensor_apply.cuh):
 // tensors and blocks per launch for two lists (dot_norm, project) and for
@@ -39,8 +40,11 @@ void dot_norm(const TensorRef* train, const TensorRef* oracle, int64_t num_tenso
 void project(const TensorRef* train, const TensorRef* oracle, int64_t num_tensors, const void* stats,
              DType stats_dtype, double eps, void* stream);
 
-// out_packed[packed_pair_index(i, j, L)] = set i . set j, 1 <= L <= kMaxGramSets.
-// workspace: num_chunks * num_pairs(L) doubles of device memory.
+// Doubles of device workspace gram needs for num_sets sets.
+int64_t gram_workspace_size(const std::vector<int64_t>& numels, int num_sets);
+
+// out_packed[packed_pair_index(i, j, L)] = set i . set j for L >= 1 sets:
+// one pass over the data when L <= kMaxGramSets, else one pass per tile.
 void gram(const TensorRef* const* sets, int num_sets, int64_t num_tensors, double* workspace, double* out_packed,
           void* stream);
 
