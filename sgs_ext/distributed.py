@@ -36,12 +36,27 @@ def world_size(group=None) -> int:
     return torch.distributed.get_world_size(group) if is_active(group) else 1
 
 
+def is_dtensor(t) -> bool:
+    """True for a ``torch.distributed.tensor.DTensor`` (FSDP2 parameters and gradients)."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:   # torch built without distributed
+        return False
+    return isinstance(t, DTensor)
+
+
 def local_tensor(t: Tensor) -> Tensor:
     """The local shard of a ``DTensor`` (FSDP2 gradients); any other tensor unchanged."""
-    to_local = getattr(t, "to_local", None)
-    if to_local is not None and type(t).__name__ == "DTensor":
-        return to_local()
-    return t
+    return t.to_local() if is_dtensor(t) else t
+
+
+def dtensor_like(local: Tensor, param) -> Tensor:
+    """Wrap ``local`` (this rank's slice, e.g. a view into a flat buffer) as a DTensor laid out
+    like ``param``, without copying, so it can be assigned to ``param.grad``."""
+    from torch.distributed.tensor import DTensor
+
+    return DTensor.from_local(local, param.device_mesh, param.placements, run_check=False,
+                              shape=param.shape, stride=param.stride())
 
 
 def _src_rank(group) -> int:

@@ -58,6 +58,11 @@ Recipes (each has a test):
 * **Sharded gradients** (FSDP / ZeRO): ``sharded=True``. Each rank's ``.grad`` is its slice
   (the framework reduce-scatters the oracle gradient during its backward); the surgery is
   ``dot_norm`` on the slice, one all-reduce of three scalars, ``project_`` on the slice.
+  Tested with FSDP2 (``fully_shard``, DTensor gradients): the oracle buffer's slices are
+  wrapped as DTensors. FSDP's autograd leaves are its unsharded parameters, so in this mode
+  the oracle backward cannot be restricted to the surgery's parameters: pass all trainable
+  parameters (``model.parameters()``). For hand-made shards see
+  :func:`sgs_ext.distributed.sharded_surgery_`.
 """
 from __future__ import annotations
 
@@ -130,30 +135,41 @@ class LanguageCounters:
 
 
 class _OracleBuffer:
-    """One flat, persistent buffer per (device, dtype) plus per-parameter views into it."""
+    """One flat, persistent buffer per (device, dtype) plus per-parameter views into it.
+
+    For DTensor parameters (FSDP2) the views cover the local shard and are wrapped as DTensors
+    laid out like the parameter, so they can be assigned to ``.grad``.
+    """
 
     def __init__(self, params: list[Tensor]):
-        self.signature = [(p.shape, p.dtype, p.device) for p in params]
+        self.signature = self._signature(params)
+        locals_ = [_dist.local_tensor(p) for p in params]
         sizes: dict[tuple, int] = {}
         offsets = []
-        for p in params:
-            key = (p.device, p.dtype)
+        for t in locals_:
+            key = (t.device, t.dtype)
             offsets.append((key, sizes.get(key, 0)))
-            sizes[key] = sizes.get(key, 0) + p.numel()
+            sizes[key] = sizes.get(key, 0) + t.numel()
         self.flats = {key: torch.zeros(n, device=key[0], dtype=key[1]) for key, n in sizes.items()}
-        self.views = [
-            self.flats[key][off:off + p.numel()].view(p.shape) for (key, off), p in zip(offsets, params)
-        ]
+        self.views = []
+        for (key, off), t, p in zip(offsets, locals_, params):
+            view = self.flats[key][off:off + t.numel()].view(t.shape)
+            self.views.append(_dist.dtensor_like(view, p) if t is not p else view)
+
+    @staticmethod
+    def _signature(params):
+        return [(p.shape, p.dtype, p.device, _dist.local_tensor(p).shape) for p in params]
 
     def matches(self, params: list[Tensor]) -> bool:
-        return self.signature == [(p.shape, p.dtype, p.device) for p in params]
+        return self.signature == self._signature(params)
 
     def zero_(self) -> None:
         for flat in self.flats.values():
             flat.zero_()
 
     def owns(self, t: Tensor) -> bool:
-        return any(t.untyped_storage().data_ptr() == f.untyped_storage().data_ptr() for f in self.flats.values())
+        ptr = _dist.local_tensor(t).untyped_storage().data_ptr()
+        return any(ptr == f.untyped_storage().data_ptr() for f in self.flats.values())
 
 
 def _collect_params(params) -> list[Tensor]:
@@ -200,7 +216,9 @@ class StochasticGradientSurgery:
         process_group: the data-parallel group (default: the world, or ``ddp_module``'s).
         ddp_module: the ``DistributedDataParallel`` wrapper; oracle forwards run in its
             ``no_sync()`` and the surgery averages the oracle gradient itself.
-        sharded: ``.grad`` holds this rank's disjoint slice (FSDP / ZeRO); see module docs.
+        sharded: ``.grad`` holds this rank's disjoint slice (FSDP / ZeRO); the three scalars
+            are all-reduced, the oracle gradient is not (the framework reduces it). Pass every
+            trainable parameter in this mode (see module docs).
         observe: in ``mode="off"``, still run the oracle pass (when ``p < alpha``) to record
             cosines and conflicts, without changing the gradient.
     """
@@ -413,7 +431,7 @@ class StochasticGradientSurgery:
         buf.zero_()
         for q, view in zip(self.params, buf.views):
             q.grad = view
-        inputs = [q for q in self.params if q.requires_grad]
+        inputs = [q for q in self.params if q.requires_grad]   # params outside never see g_oracle
         no_sync = self.ddp_module.no_sync() if self.ddp_module is not None else contextlib.nullcontext()
         with no_sync:
             out = closure()
@@ -429,7 +447,11 @@ class StochasticGradientSurgery:
                                      "closure run under torch.no_grad()?)")
                 if self.grad_scaler is not None and self.grad_scaler.is_enabled():
                     loss = self.grad_scaler.scale(loss)
-                torch.autograd.backward(loss.reshape(()), inputs=inputs)
+                if self.sharded:
+                    # FSDP's autograd leaves are its unsharded parameters, not self.params
+                    torch.autograd.backward(loss.reshape(()))
+                else:
+                    torch.autograd.backward(loss.reshape(()), inputs=inputs)
                 n += 1
             if n == 0:
                 raise ValueError("StochasticGradientSurgery: an oracle closure returned no loss")
