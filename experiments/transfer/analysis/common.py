@@ -1,0 +1,187 @@
+"""What the analyses share: reading a run's output directory, its shots and evaluation
+data, and writing figures and tables atomically.
+
+A run's output directory (``experiments/run.py --output-dir``) holds
+``run_config.json`` (the settings that change results: task, model, source, targets,
+max_seq_length, freeze_embeddings, ...), ``results.jsonl`` (one score per line: task,
+method, k, seed, job, language, metric, value), ``runs.jsonl`` (one training record
+per job, with its ``curve`` and ``surgery_counters``), ``shots/manifest.json`` and
+``source_models/<task>/seed<S>/``. Analyses write into ``<run dir>/analysis/`` unless
+told otherwise.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from ..results import RUN_CONFIG_FILE, ResultStore, atomic_path, read_json
+
+ANALYSIS_DIR = "analysis"
+MANIFEST_PATH = Path("shots") / "manifest.json"
+
+
+class RunDir:
+    """Read-only view of one run's output directory."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise ValueError(f"--run-dir: {self.path} is not a directory")
+        config_path = self.path / RUN_CONFIG_FILE
+        self.config: dict = read_json(config_path) if config_path.exists() else {}
+        self.store = ResultStore(self.path)
+
+    def setting(self, name: str, default=None):
+        """A setting from ``run_config.json`` (``default`` if the run did not record it)."""
+        value = self.config.get(name)
+        return default if value is None else value
+
+    def results(self) -> list[dict]:
+        records = self.store.results()
+        if not records:
+            raise ValueError(f"{self.store.results_path}: no results (has the run finished a cell?)")
+        return records
+
+    def runs(self) -> list[dict]:
+        records = self.store.runs()
+        if not records:
+            raise ValueError(f"{self.store.runs_path}: no training records")
+        return records
+
+    def task(self, requested: str | None = None) -> str:
+        """The run's task (``requested`` must match it if the run recorded one)."""
+        recorded = self.config.get("task")
+        if requested and recorded and requested != recorded:
+            raise ValueError(f"--task {requested}: {self.path} is a {recorded} run")
+        task = requested or recorded
+        if not task:
+            raise ValueError(f"{self.path} has no {RUN_CONFIG_FILE} naming its task: pass --task")
+        return task
+
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST_PATH
+
+    def output_dir(self, override=None) -> Path:
+        return Path(override) if override else self.path / ANALYSIS_DIR
+
+
+# ----------------------------------------------------------------------------- results helpers
+
+
+def primary_metric(results: list[dict], task: str) -> str:
+    """The first metric the run recorded for ``task`` (the runner writes ``task.metrics`` in order)."""
+    for record in results:
+        if record["task"] == task:
+            return record["metric"]
+    raise ValueError(f"no results for task {task!r}")
+
+
+def scores_by_seed(results: list[dict], *, task: str, metric: str, method: str, k: int) -> dict[str, dict[int, float]]:
+    """``{language: {seed: value}}`` of one method and K (one record per language and seed)."""
+    out: dict[str, dict[int, float]] = defaultdict(dict)
+    for r in results:
+        if r["task"] == task and r["metric"] == metric and r["method"] == method and int(r["k"]) == k:
+            seed = int(r["seed"])
+            if seed in out[r["language"]]:
+                raise ValueError(f"results.jsonl: two {task}/{method}/k{k}/seed{seed} {metric} scores for "
+                                 f"{r['language']}")
+            out[r["language"]][seed] = float(r["value"])
+    return dict(out)
+
+
+def mean(values) -> float:
+    return statistics.fmean(values)
+
+
+def sd(values) -> float | None:
+    values = list(values)
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+def parse_languages(text: str | None, what: str) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    langs = tuple(item.strip() for item in text.split(",") if item.strip())
+    if not langs:
+        raise ValueError(f"{what}: no language in {text!r}")
+    return langs
+
+
+# ----------------------------------------------------------------------------- data of a run
+
+
+def load_shots(task, lang: str, k: int, seed: int, data_dir, manifest_path: Path | None = None) -> list:
+    """The K shots of ``lang`` for ``seed``: from the run's shot manifest if it lists them,
+    else drawn the way the runner draws them (``transfer.shots.draw_shots``, deterministic)."""
+    from ..shots import draw_shots, read_manifest, shots_from_record
+
+    if manifest_path is not None and manifest_path.exists():
+        record = read_manifest(manifest_path).get((task.name, lang, k, seed))
+        if record is not None:
+            split, pool = task.shot_pool(lang, data_dir)
+            if record.split != split:
+                raise ValueError(f"{manifest_path}: the {lang} shots came from {record.split!r} but the data's "
+                                 f"shot pool is now {split!r}")
+            return shots_from_record(record, pool)
+    return draw_shots(task, lang, k, seed, data_dir)[1]
+
+
+def manifest_uids(manifest_path: Path | None, task_name: str, lang: str) -> frozenset:
+    """Every uid the run used as a shot of ``lang`` (any K, any seed)."""
+    from ..shots import read_manifest
+
+    if manifest_path is None or not manifest_path.exists():
+        return frozenset()
+    return frozenset(uid for (task, lang_, _, _), record in read_manifest(manifest_path).items()
+                     if task == task_name and lang_ == lang for uid in record.uids)
+
+
+def cap(examples: list, n: int | None, seed: int = 0) -> list:
+    """At most ``n`` examples: the runner's fixed sample (``transfer.runner.cap``)."""
+    from ..runner import cap as runner_cap
+
+    return runner_cap(examples, n, seed)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def csv_text(header: list[str], rows: list[list]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if value is None else value for value in row])
+    return buffer.getvalue()
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path, dpi: int = 120) -> Path:
+    """Write ``fig`` as a PNG atomically and close it."""
+    plt = pyplot()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def pick_one(values, flag: str, what: str):
+    """The single value in ``values``; an error asking for ``flag`` when there are several or none."""
+    values = sorted(set(values))
+    if len(values) == 1:
+        return values[0]
+    if not values:
+        raise ValueError(f"{flag}: the run has no {what}; give it explicitly")
+    raise ValueError(f"{flag}: the run has several {what} ({', '.join(map(str, values))}); choose one")

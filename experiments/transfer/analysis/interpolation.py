@@ -1,0 +1,249 @@
+"""Linear interpolation between checkpoints (Wu, Van Durme & Dredze 2022,
+"Zero-shot cross-lingual transfer is under-specified optimization").
+
+1-D: ``θ(a) = a·θ_bilingual + (1 − a)·θ_source`` for ``a`` on a grid (``a = 0`` is the
+source model, ``a = 1`` the bilingual one: here a mixed-training model, trained on the
+source data and target shots), each evaluated on the source dev set and every target
+language's dev set. Wu et al. find the source score flat along the line while the target
+score changes smoothly: the source data alone does not pin down a good target solution.
+
+2-D: ``θ(a1, a2) = θ_bi + a1·(θ_source − θ_bi) + a2·(θ_target − θ_bi)`` over a square
+grid, for one target language: ``(0, 0)`` is the bilingual model, ``(1, 0)`` the source
+model and ``(0, 1)`` the target model (e.g. the language's ord-FS+dev model). The scores
+on the source and the target dev set are drawn as contour plots.
+
+Every floating-point tensor of the models' state dicts is interpolated (frozen ones
+are equal in all models and stay so); integer buffers must be equal. Each point is
+scored with the task's metrics and with the mean loss (the model's loss per batch,
+weighted by the number of features in the batch). The dev sets are the run's selection
+sets (``task.source_dev`` / ``task.target_dev``) without any example the run used as a
+shot, capped to a fixed sample of ``max_eval_examples``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..results import atomic_write_json, atomic_write_text
+from .checkpoints import ModelSetup
+from .common import cap, csv_text, manifest_uids, pyplot, save_figure
+from .families import order_languages
+
+logger = logging.getLogger(__name__)
+
+
+def combine(states: list[tuple[float, dict[str, torch.Tensor]]]) -> dict[str, torch.Tensor]:
+    """``sum(c_i · state_i)`` for floating tensors; other tensors must be equal and are copied.
+
+    With one coefficient 1 and the others 0 the result equals that state exactly.
+    """
+    if not states:
+        raise ValueError("nothing to combine")
+    names = list(states[0][1])
+    for _, state in states[1:]:
+        if set(state) != set(names):
+            differ = sorted(set(state) ^ set(names))
+            raise ValueError(f"the checkpoints have different tensors: {', '.join(differ[:5])}")
+    out = {}
+    for name in names:
+        first = states[0][1][name]
+        if first.is_floating_point():
+            total = torch.zeros_like(first)
+            for coefficient, state in states:
+                if state[name].shape != first.shape:
+                    raise ValueError(f"{name}: shapes differ between checkpoints ({tuple(first.shape)} vs "
+                                     f"{tuple(state[name].shape)})")
+                total += coefficient * state[name]
+            out[name] = total
+        else:
+            if any(not torch.equal(state[name], first) for _, state in states[1:]):
+                raise ValueError(f"{name}: a non-floating tensor differs between the checkpoints")
+            out[name] = first.clone()
+    return out
+
+
+def line_state(bilingual: dict, source: dict, a: float) -> dict:
+    """``a·θ_bilingual + (1 − a)·θ_source``."""
+    return combine([(a, bilingual), (1.0 - a, source)])
+
+
+def plane_state(bilingual: dict, source: dict, target: dict, a1: float, a2: float) -> dict:
+    """``θ_bi + a1·(θ_source − θ_bi) + a2·(θ_target − θ_bi)``."""
+    return combine([(1.0 - a1 - a2, bilingual), (a1, source), (a2, target)])
+
+
+@dataclass
+class EvalSet:
+    role: str  # "source" or "target"
+    language: str
+    examples: list
+    encoded: object
+
+
+def eval_sets(setup: ModelSetup, languages, *, max_examples: int | None) -> list[EvalSet]:
+    """The source dev set and each target's dev set (without the run's shots), capped."""
+    task = setup.task
+    out = []
+    source = task.source_dev(setup.source, setup.data_dir)
+    out.append(("source", setup.source, source))
+    for lang in languages:
+        exclude = manifest_uids(setup.manifest_path, task.name, lang)
+        out.append(("target", lang, task.target_dev(lang, setup.data_dir, exclude=exclude)))
+    sets = []
+    for role, lang, examples in out:
+        examples = cap(examples, max_examples)
+        sets.append(EvalSet(role, lang, examples, task.encode(examples, setup.tokenizer, setup.max_seq_length)))
+    return sets
+
+
+def mean_loss(model: torch.nn.Module, encoded, *, batch_size: int, device) -> float:
+    """The model's loss averaged over batches, weighted by the number of features per batch."""
+    from ..tasks.encoded import predict_batches
+
+    total, count = 0.0, 0
+    for indices, outputs in predict_batches(model, encoded, batch_size=batch_size, device=device, progress=False):
+        total += float(outputs.loss) * len(indices)
+        count += len(indices)
+    return total / count
+
+
+def evaluate_point(model, setup: ModelSetup, sets: list[EvalSet], *, batch_size: int) -> list[dict]:
+    """Scores (every task metric) and mean loss of ``model`` on each set."""
+    rows = []
+    for s in sets:
+        scores = setup.task.evaluate(model, s.examples, setup.tokenizer, max_seq_length=setup.max_seq_length,
+                                     batch_size=batch_size, device=setup.device)
+        loss = mean_loss(model, s.encoded, batch_size=batch_size, device=setup.device)
+        rows.append({"set": s.role, "language": s.language, **{m: float(scores[m]) for m in setup.task.metrics},
+                     "loss": loss})
+    return rows
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {name: t.detach().clone() for name, t in model.state_dict().items()}
+
+
+def grid(lo: float, hi: float, n: int) -> list[float]:
+    if n < 2:
+        raise ValueError(f"a grid needs at least 2 points, got {n}")
+    if not hi > lo:
+        raise ValueError(f"the grid's range must be increasing, got {lo}..{hi}")
+    return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+
+
+# ----------------------------------------------------------------------------- 1-D
+
+
+def run_line(setup: ModelSetup, *, bilingual: Path, source: Path, out_dir: Path, stem: str, alphas: list[float],
+             languages=None, max_examples: int | None = 200, batch_size: int = 64,
+             label: str = "bilingual") -> dict[str, Path]:
+    """Evaluate ``θ(a)`` for every ``a`` in ``alphas``; write ``<stem>.{csv,json,png}``
+    (``label`` names the bilingual model in the figure)."""
+    langs = order_languages(languages or setup.targets)
+    sets = eval_sets(setup, langs, max_examples=max_examples)
+    work = setup.load(bilingual)
+    theta_bi, theta_src = _state(work), _state(setup.load(source))
+    points = []
+    for a in alphas:
+        work.load_state_dict(line_state(theta_bi, theta_src, a))
+        for row in evaluate_point(work, setup, sets, batch_size=batch_size):
+            points.append({"a": a, **row})
+        logger.info("a = %.3f done", a)
+    metric = setup.task.metrics[0]
+    out_dir = Path(out_dir)
+    paths = {"csv": out_dir / f"{stem}.csv", "json": out_dir / f"{stem}.json", "png": out_dir / f"{stem}.png"}
+    header = ["a", "set", "language", *setup.task.metrics, "loss"]
+    atomic_write_text(paths["csv"], csv_text(header, [[p[c] for c in header] for p in points]))
+    atomic_write_json(paths["json"], {
+        "task": setup.task.name, "formula": "theta(a) = a * bilingual + (1 - a) * source",
+        "bilingual": str(bilingual), "source": str(source), "source_language": setup.source, "languages": langs,
+        "n_examples": {f"{s.role}:{s.language}": len(s.examples) for s in sets}, "points": points})
+    _plot_line(points, metric, paths["png"], f"{setup.task.name}: a * {label} model + (1 - a) * source model")
+    return paths
+
+
+def _plot_line(points: list[dict], metric: str, path: Path, title: str) -> Path:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    series = {}
+    for p in points:
+        series.setdefault((p["set"], p["language"]), []).append(p)
+    colours = plt.get_cmap("tab10")
+    for i, ((role, lang), rows) in enumerate(series.items()):
+        rows.sort(key=lambda p: p["a"])
+        style = dict(color="black", linestyle="--") if role == "source" else dict(color=colours(i % 10))
+        label = f"{lang} ({role} dev)"
+        for ax, key in zip(axes, (metric, "loss")):
+            ax.plot([p["a"] for p in rows], [p[key] for p in rows], marker="o", markersize=3, label=label, **style)
+    for ax, key in zip(axes, (metric, "loss")):
+        ax.set_xlabel("a   (0: source model, 1: bilingual model)")
+        ax.set_ylabel(f"dev {key}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------- 2-D
+
+
+def run_plane(setup: ModelSetup, *, bilingual: Path, source: Path, target: Path, language: str, out_dir: Path,
+              stem: str, coords: list[float], max_examples: int | None = 200, batch_size: int = 64,
+              label: str = "bilingual") -> dict[str, Path]:
+    """Evaluate ``θ_bi + a1·δ_source + a2·δ_target`` on the grid ``coords x coords``; write ``<stem>.{csv,json,png}``."""
+    sets = eval_sets(setup, [language], max_examples=max_examples)
+    work = setup.load(bilingual)
+    theta_bi, theta_src, theta_tgt = _state(work), _state(setup.load(source)), _state(setup.load(target))
+    points = []
+    for a1 in coords:
+        for a2 in coords:
+            work.load_state_dict(plane_state(theta_bi, theta_src, theta_tgt, a1, a2))
+            for row in evaluate_point(work, setup, sets, batch_size=batch_size):
+                points.append({"a1": a1, "a2": a2, **row})
+        logger.info("a1 = %.3f done", a1)
+    metric = setup.task.metrics[0]
+    out_dir = Path(out_dir)
+    paths = {"csv": out_dir / f"{stem}.csv", "json": out_dir / f"{stem}.json", "png": out_dir / f"{stem}.png"}
+    header = ["a1", "a2", "set", "language", *setup.task.metrics, "loss"]
+    atomic_write_text(paths["csv"], csv_text(header, [[p[c] for c in header] for p in points]))
+    atomic_write_json(paths["json"], {
+        "task": setup.task.name,
+        "formula": "theta(a1, a2) = bilingual + a1 * (source - bilingual) + a2 * (target - bilingual)",
+        "bilingual": str(bilingual), "source": str(source), "target": str(target), "target_language": language,
+        "source_language": setup.source, "n_examples": {f"{s.role}:{s.language}": len(s.examples) for s in sets},
+        "points": points})
+    _plot_plane(points, coords, metric, paths["png"],
+                f"{setup.task.name}: {label} + a1 (source - {label}) + a2 (target - {label}), target {language}")
+    return paths
+
+
+def _plot_plane(points: list[dict], coords: list[float], metric: str, path: Path, title: str) -> Path:
+    import numpy as np
+
+    plt = pyplot()
+    roles = [("source", "source dev"), ("target", "target dev")]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    index = {c: i for i, c in enumerate(coords)}
+    for ax, (role, label) in zip(axes, roles):
+        z = np.full((len(coords), len(coords)), np.nan)
+        for p in points:
+            if p["set"] == role:
+                z[index[p["a2"]], index[p["a1"]]] = p[metric]
+        contour = ax.contourf(coords, coords, z, levels=12, cmap="viridis")
+        ax.contour(coords, coords, z, levels=12, colors="white", linewidths=0.4)
+        fig.colorbar(contour, ax=ax, label=f"{label} {metric}")
+        middle = (coords[0] + coords[-1]) / 2
+        for (x, y), name in (((0, 0), "bilingual"), ((1, 0), "source"), ((0, 1), "target")):
+            ax.plot([x], [y], marker="o", color="red", markersize=5, clip_on=False)
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4 if x < middle else -4, 4 if y < middle else -10),
+                        ha="left" if x < middle else "right", color="red", fontsize=8, annotation_clip=False)
+        ax.set_xlabel("a1 (towards the source model)")
+        ax.set_ylabel("a2 (towards the target model)")
+        ax.set_title(label)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,0 +1,315 @@
+"""The analyses that load models: ``analyze.py heatmap`` (gradient cosine similarity
+between languages, per checkpoint) and ``analyze.py interpolate`` (models between checkpoints).
+
+A tiny run is built here: made-up POS languages (harness_helpers), a randomly initialised
+tiny XLM-R saved with save_pretrained as the base model, the run's run_config.json and shot
+manifest written by the harness's own functions, and two checkpoints: one in the harness
+format (trained_state.safetensors) at the run-dir place of the naive-mix-train model, one
+saved with save_pretrained. The cosines the command writes are checked against gradients
+computed naively (one flat torch.cat vector per language); the interpolation's end points
+against evaluating the endpoint models themselves.
+"""
+import csv
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import harness_helpers as H  # noqa: E402
+
+import analyze  # noqa: E402
+from transfer import config as C  # noqa: E402
+from transfer.analysis import gradient_similarity as G  # noqa: E402
+from transfer.analysis.checkpoints import cell_model_dir, load_model, make_setup, source_model_dir  # noqa: E402
+from transfer.analysis.common import RunDir  # noqa: E402
+from transfer.results import check_run_config, write_jsonl  # noqa: E402
+
+TARGETS = ("xx", "yy", "hh")
+K, SEED = 2, 1
+
+
+def perturbed_state(model, seed, scale=0.05):
+    """Trainable parameters of ``model`` plus seeded noise (stands in for training)."""
+    gen = torch.Generator().manual_seed(seed)
+    return {n: (p.detach() + scale * torch.randn(p.shape, generator=gen)).contiguous()
+            for n, p in model.named_parameters() if p.requires_grad}
+
+
+def write_state_checkpoint(folder, model, seed):
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(perturbed_state(model, seed), str(folder / "trained_state.safetensors"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from transfer.shots import draw_shots, update_manifest
+    from transfer.tasks import get_task
+
+    root = tmp_path_factory.mktemp("analysis_run")
+    data = H.write_pos_data(root / "data")
+    base = H.write_tiny_model(root / "model")
+    out = root / "out"
+    config = C.resolve_config(types.SimpleNamespace(
+        task="pos", targets=",".join(TARGETS), data_dir=str(data), output_dir=str(out), model=str(base),
+        batch_size=8, freeze_embeddings=False))
+    check_run_config(out, {**config.result_settings(), "targets": list(TARGETS)})
+    task = get_task("pos")
+    update_manifest(out / "shots" / "manifest.json", [draw_shots(task, lang, K, SEED, data)[0] for lang in TARGETS])
+    # results of the two one-step methods, so the command can infer K and the seed
+    records = [{"task": "pos", "method": m, "k": K, "seed": SEED, "job": "all", "language": lang, "metric": "f1",
+                "value": 50.0} for m in ("naive-mix-train", "gradient-mix-train") for lang in TARGETS]
+    write_jsonl(out / "results.jsonl", records)
+
+    torch.manual_seed(0)
+    template = task.build_model(str(base))
+    naive = write_state_checkpoint(cell_model_dir(out, "pos", "naive-mix-train", K, SEED), template, seed=11)
+    write_state_checkpoint(cell_model_dir(out, "pos", "gradient-mix-train", K, SEED), template, seed=12)
+    write_state_checkpoint(source_model_dir(out, "pos", SEED), template, seed=13)
+    pretrained = root / "hf_checkpoint"
+    hf_model = task.build_model(str(base))
+    hf_model.load_state_dict(perturbed_state(hf_model, seed=14), strict=False)
+    hf_model.save_pretrained(pretrained)
+    return types.SimpleNamespace(root=root, data=data, base=base, out=out, task=task, naive=naive,
+                                 pretrained=pretrained)
+
+
+def naive_gradient(model, batches, skip=()):
+    """One flat gradient vector: the mean of the batches' gradients, every trainable parameter."""
+    model.zero_grad(set_to_none=True)
+    for batch in batches:
+        (model(**batch).loss / len(batches)).backward()
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten().double()
+                      for n, p in model.named_parameters() if p.requires_grad and n not in skip])
+
+
+def naive_cosines(model, batches_by_lang, skip=()):
+    vectors = [naive_gradient(model, batches_by_lang[lang], skip) for lang in batches_by_lang]
+    flat = torch.stack(vectors)
+    dots = flat @ flat.T
+    norms = flat.norm(dim=1)
+    return dots / torch.outer(norms, norms), dots
+
+
+def read_outputs(out_dir, stem):
+    data = json.loads((out_dir / f"{stem}.json").read_text())
+    with open(out_dir / f"{stem}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    png = (out_dir / f"{stem}.png").read_bytes()
+    return data, rows, png
+
+
+def test_heatmap_from_run_dir_matches_naive_gradients(tiny_run, capsys):
+    assert analyze.main(["heatmap", "--run-dir", str(tiny_run.out), "--data-dir", str(tiny_run.data),
+                         "--source-batches", "3", "--batch-size", "4"]) == 0
+    out_dir = tiny_run.out / "analysis"
+    stem = f"gradient_similarity_pos_k{K}_seed{SEED}"
+    assert str(out_dir / f"{stem}.png") in capsys.readouterr().out
+    data, rows, png = read_outputs(out_dir, stem)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    # the source first, then by family (the made-up languages are unknown: alphabetical)
+    assert data["languages"] == ["en", "hh", "xx", "yy"]
+    assert list(data["panels"]) == ["naive-mix-train", "gradient-mix-train"]
+    assert (data["k"], data["seed"], data["source_batches"], data["batch_size"]) == (K, SEED, 3, 4)
+
+    setup = make_setup(RunDir(tiny_run.out), data_dir=str(tiny_run.data))
+    batches = G.language_batches(setup, data["languages"], k=K, seed=SEED, n_source_batches=3, batch_size=4)
+    # the batches are what the docs say: 3 English batches of 4, one batch of each target's K shots
+    assert [len(b["input_ids"]) for b in batches["en"]] == [4, 4, 4]
+    from transfer.shots import read_manifest
+
+    manifest = read_manifest(tiny_run.out / "shots" / "manifest.json")
+    for lang in TARGETS:
+        (batch,) = batches[lang]
+        shots = [ex for ex in tiny_run.task.shot_pool(lang, tiny_run.data)[1]
+                 if ex.uid in set(manifest[("pos", lang, K, SEED)].uids)]
+        expected = tiny_run.task.encode(shots, setup.tokenizer, 128)
+        assert torch.equal(batch["input_ids"], expected.collate([expected[i] for i in range(len(expected))])["input_ids"])
+
+    for method in ("naive-mix-train", "gradient-mix-train"):
+        model = load_model(cell_model_dir(tiny_run.out, "pos", method, K, SEED), tiny_run.task,
+                           base_model=str(tiny_run.base)).eval()
+        cos, dots = naive_cosines(model, batches)
+        panel = data["panels"][method]
+        assert torch.allclose(torch.tensor(panel["cosine"], dtype=torch.float64), cos, atol=1e-5)
+        assert torch.allclose(torch.tensor(panel["dot"], dtype=torch.float64), dots, rtol=1e-4, atol=1e-9)
+        negatives = {tuple(p) for p in panel["negative_pairs"]}
+        langs = data["languages"]
+        assert negatives == {(langs[i], langs[j]) for i in range(4) for j in range(i + 1, 4) if cos[i, j] < 0}
+        for row in rows:
+            if row["checkpoint"] == method:
+                i, j = langs.index(row["language_a"]), langs.index(row["language_b"])
+                assert float(row["cosine"]) == pytest.approx(float(cos[i, j]), abs=1e-5)
+    assert len(rows) == 2 * 4 * 4
+    # the two checkpoints really differ
+    assert data["panels"]["naive-mix-train"]["cosine"] != data["panels"]["gradient-mix-train"]["cosine"]
+
+
+def test_heatmap_with_explicit_checkpoints_and_frozen_embedding(tiny_run, tmp_path):
+    out_dir = tmp_path / "figs"
+    assert analyze.main(["heatmap", "--run-dir", str(tiny_run.out), "--data-dir", str(tiny_run.data),
+                         "--checkpoint", f"hf={tiny_run.pretrained}", "--checkpoint", f"state={tiny_run.naive}",
+                         "--languages", "xx,yy", "--source-batches", "2", "--batch-size", "3",
+                         "--freeze-embeddings", "--output-dir", str(out_dir)]) == 0
+    data, rows, _ = read_outputs(out_dir, f"gradient_similarity_pos_k{K}_seed{SEED}")
+    assert data["languages"] == ["en", "xx", "yy"] and list(data["panels"]) == ["hf", "state"]
+
+    setup = make_setup(RunDir(tiny_run.out), data_dir=str(tiny_run.data), targets=("xx", "yy"))
+    batches = G.language_batches(setup, ["en", "xx", "yy"], k=K, seed=SEED, n_source_batches=2, batch_size=3)
+    embedding = "roberta.embeddings.word_embeddings.weight"
+    for name, path, base in (("hf", tiny_run.pretrained, None), ("state", tiny_run.naive, str(tiny_run.base))):
+        model = load_model(path, tiny_run.task, base_model=base).eval()
+        assert embedding in dict(model.named_parameters())
+        cos, _ = naive_cosines(model, batches, skip={embedding})
+        assert torch.allclose(torch.tensor(data["panels"][name]["cosine"], dtype=torch.float64), cos, atol=1e-5)
+        with_embedding, _ = naive_cosines(model, batches)
+        assert not torch.allclose(with_embedding, cos, atol=1e-4)  # freezing changed what was measured
+
+
+def test_cosine_from_gram_handles_a_zero_gradient():
+    gram = torch.tensor([[4.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    cos = G.cosine_from_gram(gram)
+    assert cos[0, 1] == pytest.approx(1.0) and cos[0, 0] == pytest.approx(1.0)
+    assert torch.isnan(cos[2]).all() and torch.isnan(cos[:, 2]).all()
+
+
+def test_heatmap_errors_name_what_is_missing(tiny_run, tmp_path, capsys):
+    empty = tmp_path / "run"
+    empty.mkdir()
+    (empty / "run_config.json").write_text((tiny_run.out / "run_config.json").read_text())
+    with pytest.raises(SystemExit) as err:
+        analyze.main(["heatmap", "--run-dir", str(empty), "--data-dir", str(tiny_run.data), "--k", "2", "--seed", "1"])
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert "no naive-mix-train checkpoint at" in message and "models/<task>/<method>/k<K>/seed<S>/<job>/" in message
+
+    with pytest.raises(SystemExit):
+        analyze.main(["heatmap", "--run-dir", str(tiny_run.out), "--checkpoint", "no-equals-sign"])
+    assert "expected NAME=DIR" in capsys.readouterr().err
+
+    not_a_checkpoint = tmp_path / "nothing"
+    not_a_checkpoint.mkdir()
+    with pytest.raises(SystemExit):
+        analyze.main(["heatmap", "--run-dir", str(tiny_run.out), "--checkpoint", f"x={not_a_checkpoint}"])
+    assert "is not a checkpoint" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- interpolation
+
+
+def reference_scores(model, task, tokenizer, examples):
+    """The task's scores and the loss of one batch holding every example (what the command
+    computes when --eval-batch-size exceeds the set)."""
+    scores = task.evaluate(model, examples, tokenizer, max_seq_length=128, batch_size=1000, device="cpu")
+    encoded = task.encode(examples, tokenizer, 128)
+    with torch.no_grad():
+        loss = model.eval()(**encoded.collate([encoded[i] for i in range(len(encoded))])).loss.item()
+    return {**scores, "loss": loss}
+
+
+def dev_sets(tiny_run, tokenizer, langs):
+    from transfer.shots import read_manifest
+
+    manifest = read_manifest(tiny_run.out / "shots" / "manifest.json")
+    sets = {("source", "en"): tiny_run.task.source_dev("en", tiny_run.data)}
+    for lang in langs:
+        shots = set(manifest[("pos", lang, K, SEED)].uids)
+        sets[("target", lang)] = tiny_run.task.target_dev(lang, tiny_run.data, exclude=shots)
+    return sets
+
+
+def points_at(points, **where):
+    return {(p["set"], p["language"]): p for p in points if all(p[k] == v for k, v in where.items())}
+
+
+def test_interpolation_end_points_are_the_two_models(tiny_run, tmp_path):
+    out_dir = tmp_path / "interp"
+    assert analyze.main(["interpolate", "--run-dir", str(tiny_run.out), "--data-dir", str(tiny_run.data),
+                         "--bilingual-method", "naive-mix-train", "--languages", "xx,hh", "--points", "3",
+                         "--max-eval-examples", "0", "--eval-batch-size", "1000", "--output-dir", str(out_dir)]) == 0
+    stem = f"interpolation_pos_k{K}_seed{SEED}"
+    data = json.loads((out_dir / f"{stem}.json").read_text())
+    assert (out_dir / f"{stem}.png").read_bytes().startswith(b"\x89PNG")
+    with open(out_dir / f"{stem}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(data["points"]) == 3 * 3  # 3 values of a x (source + 2 targets)
+    assert sorted({p["a"] for p in data["points"]}) == [0.0, 0.5, 1.0]
+
+    setup = make_setup(RunDir(tiny_run.out), data_dir=str(tiny_run.data))
+    sets = dev_sets(tiny_run, setup.tokenizer, ["xx", "hh"])
+    # hh has no train split: its shots come from dev and must not be evaluated on
+    assert data["n_examples"]["target:hh"] == len(sets[("target", "hh")]) < len(
+        tiny_run.task.target_dev("hh", tiny_run.data))
+    bilingual_dir = cell_model_dir(tiny_run.out, "pos", "naive-mix-train", K, SEED)
+    source_dir = source_model_dir(tiny_run.out, "pos", SEED)
+    for a, folder in ((0.0, source_dir), (1.0, bilingual_dir)):
+        model = load_model(folder, tiny_run.task, base_model=str(tiny_run.base))
+        got = points_at(data["points"], a=a)
+        for key, examples in sets.items():
+            expected = reference_scores(model, tiny_run.task, setup.tokenizer, examples)
+            for metric in ("f1", "accuracy"):
+                assert got[key][metric] == pytest.approx(expected[metric], abs=1e-9)
+            assert got[key]["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+
+    # the midpoint is the average model, not either end
+    bi = load_model(bilingual_dir, tiny_run.task, base_model=str(tiny_run.base))
+    src = load_model(source_dir, tiny_run.task, base_model=str(tiny_run.base))
+    src_state = src.state_dict()
+    bi.load_state_dict({n: (0.5 * t + 0.5 * src_state[n]) if t.is_floating_point() else t
+                        for n, t in bi.state_dict().items()})
+    mid = points_at(data["points"], a=0.5)
+    for key, examples in sets.items():
+        expected = reference_scores(bi, tiny_run.task, setup.tokenizer, examples)
+        assert mid[key]["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+        ends = [points_at(data["points"], a=a)[key]["loss"] for a in (0.0, 1.0)]
+        assert all(abs(mid[key]["loss"] - end) > 1e-4 for end in ends)
+
+
+def test_interpolation_plane_corners_are_the_three_models(tiny_run, tmp_path):
+    out_dir = tmp_path / "plane"
+    assert analyze.main(["interpolate", "--run-dir", str(tiny_run.out), "--data-dir", str(tiny_run.data),
+                         "--bilingual", str(cell_model_dir(tiny_run.out, "pos", "gradient-mix-train", K, SEED)),
+                         "--source-model", str(source_model_dir(tiny_run.out, "pos", SEED)),
+                         "--target-model", str(tiny_run.pretrained), "--target-language", "yy",
+                         "--k", str(K), "--seed", str(SEED), "--languages", "yy", "--points", "2",
+                         "--grid", "0,1,2", "--max-eval-examples", "0", "--eval-batch-size", "1000",
+                         "--output-dir", str(out_dir)]) == 0
+    stem = f"interpolation2d_pos_k{K}_seed{SEED}_yy"
+    data = json.loads((out_dir / f"{stem}.json").read_text())
+    assert (out_dir / f"{stem}.png").read_bytes().startswith(b"\x89PNG")
+    assert len(data["points"]) == 2 * 2 * 2  # 2 x 2 grid x (source, yy)
+
+    setup = make_setup(RunDir(tiny_run.out), data_dir=str(tiny_run.data))
+    sets = dev_sets(tiny_run, setup.tokenizer, ["yy"])
+    corners = {(0.0, 0.0): (cell_model_dir(tiny_run.out, "pos", "gradient-mix-train", K, SEED), str(tiny_run.base)),
+               (1.0, 0.0): (source_model_dir(tiny_run.out, "pos", SEED), str(tiny_run.base)),
+               (0.0, 1.0): (tiny_run.pretrained, None)}
+    for (a1, a2), (folder, base) in corners.items():
+        model = load_model(folder, tiny_run.task, base_model=base)
+        got = points_at(data["points"], a1=a1, a2=a2)
+        for key, examples in sets.items():
+            assert got[key]["loss"] == pytest.approx(reference_scores(model, tiny_run.task, setup.tokenizer,
+                                                                      examples)["loss"], rel=1e-5)
+
+
+def test_combine_is_exact_at_the_corners_and_checks_tensors():
+    from transfer.analysis.interpolation import combine, line_state, plane_state
+
+    a = {"w": torch.randn(3, 4), "ids": torch.arange(4)}
+    b = {"w": torch.randn(3, 4), "ids": torch.arange(4)}
+    c = {"w": torch.randn(3, 4), "ids": torch.arange(4)}
+    assert torch.equal(line_state(a, b, 0.0)["w"], b["w"]) and torch.equal(line_state(a, b, 1.0)["w"], a["w"])
+    assert torch.equal(plane_state(a, b, c, 1.0, 0.0)["w"], b["w"]) and torch.equal(plane_state(a, b, c, 0, 1)["w"], c["w"])
+    assert torch.allclose(line_state(a, b, 0.25)["w"], 0.25 * a["w"] + 0.75 * b["w"])
+    with pytest.raises(ValueError, match="non-floating tensor differs"):
+        combine([(0.5, a), (0.5, {"w": b["w"], "ids": torch.arange(1, 5)})])
+    with pytest.raises(ValueError, match="different tensors"):
+        combine([(0.5, a), (0.5, {"w": b["w"]})])
+    with pytest.raises(ValueError, match="shapes differ"):
+        combine([(0.5, a), (0.5, {"w": torch.zeros(2, 2), "ids": torch.arange(4)})])

@@ -1,0 +1,284 @@
+"""The analyses over a run's records: ``analyze.py gains``, ``overfitting`` and
+``similarity``, on hand-made results.jsonl / runs.jsonl records in the harness's format,
+checked against numbers computed by hand (and, for the statistics, against scipy)."""
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+
+import analyze
+from transfer.analysis import language_similarity as S
+from transfer.analysis.families import family_of, order_languages
+from transfer.results import write_jsonl
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def score_records(table, task="pos"):
+    """results.jsonl records from {(method, k, seed): {lang: f1}}; accuracy is f1 + 1 unless given."""
+    out = []
+    for (method, k, seed), langs in table.items():
+        for lang, value in langs.items():
+            f1, accuracy = value if isinstance(value, tuple) else (value, value + 1.0)
+            for metric, v in (("f1", f1), ("accuracy", accuracy)):
+                out.append({"task": task, "method": method, "k": k, "seed": seed, "job": "all", "language": lang,
+                            "metric": metric, "value": v, "n_eval": 10})
+    return out
+
+
+def make_run(tmp_path, results=(), runs=()):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run_config.json").write_text(json.dumps({"task": "pos", "source": "en", "targets": ["ar", "hi"]}))
+    if results:
+        write_jsonl(run / "results.jsonl", results)
+    if runs:
+        write_jsonl(run / "runs.jsonl", runs)
+    return run
+
+
+# ----------------------------------------------------------------------------- gains
+
+GAIN_SCORES = {
+    ("gradient-mix-train", 5, 1): {"ar": 60.0, "hi": 70.0, "zh": 50.0, "sw": 40.0, "ur": 65.0},
+    ("gradient-mix-train", 5, 2): {"ar": 62.0, "hi": 72.0, "zh": 54.0, "sw": 38.0, "ur": 61.0},
+    ("gradient-mix-train", 5, 3): {"ar": 100.0},  # no ord-fs seed 3: not paired, ignored
+    # ar's accuracy would rank it last: the primary metric (f1) must be used
+    ("ord-fs", 5, 1): {"ar": (50.0, 90.0), "hi": 71.0, "zh": 45.0, "sw": 45.0, "ur": 60.0},
+    ("ord-fs", 5, 2): {"ar": (54.0, 90.0), "hi": 69.0, "zh": 45.0, "sw": 41.0, "ur": 62.0},
+    ("gradient-mix-train", 10, 1): {"ar": 70.0},  # K=10 has no baseline
+}
+# per-seed differences: ar 10, 8; hi -1, 3; zh 5, 9; sw -5, -3; ur 5, -1
+EXPECTED_GAINS = {"ar": 9.0, "zh": 7.0, "ur": 2.0, "hi": 1.0, "sw": -4.0}
+
+
+def test_gains_rank_languages_by_paired_mean_difference(tmp_path, capsys):
+    run = make_run(tmp_path, score_records(GAIN_SCORES))
+    assert analyze.main(["gains", "--run-dir", str(run), "--top", "2"]) == 0
+    out = run / "analysis"
+    assert str(out / "language_gains.png") in capsys.readouterr().out
+    assert (out / "language_gains.png").read_bytes().startswith(b"\x89PNG")
+
+    rows = read_csv(out / "language_gains.csv")
+    assert [r["language"] for r in rows] == list(EXPECTED_GAINS)  # ranked, largest gain first
+    assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert {r["language"]: float(r["gain_mean"]) for r in rows} == pytest.approx(EXPECTED_GAINS)
+    assert {r["k"] for r in rows} == {"5"} and {r["metric"] for r in rows} == {"f1"}
+    ar = rows[0]
+    assert float(ar["gain_sd"]) == pytest.approx(math.sqrt(2))  # stdev(10, 8)
+    assert (float(ar["method_mean"]), float(ar["baseline_mean"]), int(ar["n_seeds"])) == (61.0, 52.0, 2)
+    assert [r["group"] for r in rows] == ["top", "top", "", "bottom", "bottom"]
+    assert ar["family"] == "Afro-Asiatic"
+
+    (group,) = json.loads((out / "language_gains.json").read_text())["groups"]
+    assert (group["task"], group["k"], group["top"], group["bottom"]) == ("pos", 5, ["ar", "zh"], ["sw", "hi"])
+
+
+def test_gains_other_metric_method_and_errors(tmp_path, capsys):
+    run = make_run(tmp_path, score_records(GAIN_SCORES))
+    assert analyze.main(["gains", "--run-dir", str(run), "--metric", "accuracy", "--top", "1",
+                         "--output-dir", str(tmp_path / "acc")]) == 0
+    rows = read_csv(tmp_path / "acc" / "language_gains.csv")
+    assert rows[-1]["language"] == "ar"
+    assert float(rows[-1]["gain_mean"]) == pytest.approx((61.0 + 1.0) - 90.0)
+
+    with pytest.raises(SystemExit) as err:
+        analyze.main(["gains", "--run-dir", str(run), "--baseline", "mix-ft"])
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert "gradient-mix-train and mix-ft" in message and "gradient-mix-train, ord-fs" in message
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit):
+        analyze.main(["gains", "--run-dir", str(empty)])
+    assert "results.jsonl: no results" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- overfitting
+
+
+def dev_run(method, seed, lang, per_epoch, scores):
+    curve = []
+    for epoch, value in enumerate(scores, start=1):
+        step = epoch * per_epoch
+        curve.append({"step": step - 1, "kind": "loss", "value": 1.0 / epoch})
+        curve.append({"step": step, "kind": "dev", "value": value, "set": f"{lang}-dev"})
+    return {"task": "pos", "method": method, "k": 5, "seed": seed, "job": lang, "steps": len(scores) * per_epoch,
+            "selected_step": per_epoch, "curve": curve, "surgery_counters": None}
+
+
+def test_overfitting_curves_per_epoch_and_first_epoch_peaks(tmp_path):
+    runs = [
+        dev_run("ord-fs-dev", 1, "ar", 2, [50.0, 48.0, 47.0]),   # peaks at 1
+        dev_run("ord-fs-dev", 2, "ar", 2, [52.0, 53.0, 51.0]),   # peaks at 2; mean 51, 50.5, 49 -> 1
+        dev_run("ord-fs-dev", 1, "hi", 3, [30.0, 35.0, 36.0]),   # peaks at 3
+        dev_run("ord-fs-dev", 2, "hi", 3, [31.0, 36.0, 36.0]),   # tie: the earliest (2); mean -> 3
+        dev_run("ord-fs", 1, "ar", 2, [99.0, 0.0, 0.0]),         # another method: ignored
+    ]
+    run = make_run(tmp_path, runs=runs)
+    assert analyze.main(["overfitting", "--run-dir", str(run)]) == 0
+    out = run / "analysis"
+    assert (out / "overfitting.png").read_bytes().startswith(b"\x89PNG")
+
+    rows = read_csv(out / "overfitting.csv")
+    assert len(rows) == 12
+    assert {(r["language"], r["seed"], float(r["epoch"]), int(r["step"]), float(r["score"])) for r in rows} >= {
+        ("ar", "1", 2.0, 4, 48.0), ("hi", "2", 3.0, 9, 36.0), ("hi", "1", 1.0, 3, 30.0)}
+
+    data = json.loads((out / "overfitting.json").read_text())
+    assert data["peaks_at_first_epoch"] == {"pos": {"5": ["ar"]}}
+    by_lang = {r["language"]: r for r in data["languages"]}
+    assert by_lang["ar"]["mean_curve"] == pytest.approx([51.0, 50.5, 49.0])
+    assert (by_lang["ar"]["peak_epoch"], by_lang["ar"]["seeds_peaking_at_first_epoch"]) == (1.0, 1)
+    assert by_lang["hi"]["peak_epoch"] == 3.0 and not by_lang["hi"]["peaks_at_first_epoch"]
+    assert by_lang["hi"]["seed_peak_epochs"] == {"1": 3.0, "2": 2.0}
+
+
+def test_overfitting_without_dev_curves_says_which_method(tmp_path, capsys):
+    run = make_run(tmp_path, runs=[dev_run("ord-fs", 1, "ar", 2, [1.0])])
+    with pytest.raises(SystemExit):
+        analyze.main(["overfitting", "--run-dir", str(run)])
+    assert "no dev curve of ord-fs-dev" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- similarity
+
+SIM_SCORES = {
+    ("zero-shot", 0, 1): {"ar": 40.0, "hi": 55.0, "zh": 35.0, "sw": 50.0, "ur": 52.0, "te": 44.0},
+    ("zero-shot", 0, 2): {"ar": 42.0, "hi": 57.0, "zh": 31.0, "sw": 48.0, "ur": 50.0, "te": 46.0},
+    ("gradient-mix-train", 5, 1): {"ar": 60.0, "hi": 60.0, "zh": 50.0, "sw": 52.0, "ur": 58.0, "te": 50.0},
+    ("gradient-mix-train", 5, 2): {"ar": 58.0, "hi": 62.0, "zh": 49.0, "sw": 54.0, "ur": 57.0, "te": 52.0},
+}
+SIMILARITY = {  # a hand table; syntax has a tie (average ranks)
+    "ar": (0.60, 0.0), "hi": (0.70, 0.4), "zh": (0.50, 0.0), "sw": (0.60, 0.1), "ur": (0.72, 0.4), "te": (0.55, 0.2),
+}
+
+
+def write_similarity_csv(path):
+    path.write_text("language,syntax,family\n" + "".join(f"{lang},{s},{f}\n" for lang, (s, f) in SIMILARITY.items()))
+    return path
+
+
+def test_similarity_correlations_match_scipy(tmp_path):
+    run = make_run(tmp_path, score_records(SIM_SCORES))
+    table = write_similarity_csv(tmp_path / "sim.csv")
+    assert analyze.main(["similarity", "--run-dir", str(run), "--similarity-csv", str(table),
+                         "--features", "syntax,family"]) == 0
+    out = run / "analysis"
+    assert (out / "language_similarity_pos.png").read_bytes().startswith(b"\x89PNG")
+    data = json.loads((out / "language_similarity_pos.json").read_text())
+    langs = sorted(SIMILARITY)
+    zero = {lang: (SIM_SCORES[("zero-shot", 0, 1)][lang] + SIM_SCORES[("zero-shot", 0, 2)][lang]) / 2 for lang in langs}
+    gain = {lang: ((SIM_SCORES[("gradient-mix-train", 5, 1)][lang] - SIM_SCORES[("zero-shot", 0, 1)][lang])
+                   + (SIM_SCORES[("gradient-mix-train", 5, 2)][lang] - SIM_SCORES[("zero-shot", 0, 2)][lang])) / 2
+            for lang in langs}
+    assert data["quantities"]["zero-shot"] == pytest.approx(zero)
+    assert data["quantities"]["gain gradient-mix-train K=5"] == pytest.approx(gain)
+
+    rows = read_csv(out / "language_similarity_pos.csv")
+    assert len(rows) == 2 * 2
+    for row in rows:
+        values = zero if row["quantity"] == "zero-shot" else gain
+        column = 0 if row["feature"] == "syntax" else 1
+        x = [SIMILARITY[lang][column] for lang in langs]
+        y = [values[lang] for lang in langs]
+        pearson, spearman = scipy.stats.pearsonr(x, y), scipy.stats.spearmanr(x, y)
+        assert int(row["n"]) == 6
+        assert float(row["pearson_r"]) == pytest.approx(pearson[0], abs=1e-12)
+        assert float(row["pearson_p"]) == pytest.approx(pearson[1], rel=1e-6)
+        assert float(row["spearman_rho"]) == pytest.approx(spearman[0], abs=1e-12)
+        assert float(row["spearman_p"]) == pytest.approx(spearman[1], rel=1e-6)
+
+    regression = read_csv(out / "language_similarity_pos_regression.csv")
+    assert len(regression) == 2 * 6
+    for row in regression:  # the mean-of-the-others baseline, by hand
+        values = zero if row["quantity"] == "zero-shot" else gain
+        others = [values[lang] for lang in langs if lang != row["language"]]
+        assert float(row["mean_of_others"]) == pytest.approx(sum(others) / 5)
+
+
+def test_leave_one_out_regression_single_feature_matches_linregress():
+    x = np.array([0.1, 0.4, 0.35, 0.8, 0.6, 0.2])
+    y = np.array([3.0, 5.5, 4.0, 9.0, 6.5, 3.5])
+    result = S.loo_regression(x[:, None], y)
+    for i in range(len(x)):
+        rest = np.arange(len(x)) != i
+        fit = scipy.stats.linregress(x[rest], y[rest])
+        assert result["predicted"][i] == pytest.approx(fit.intercept + fit.slope * x[i])
+    full = scipy.stats.linregress(x, y)
+    assert (result["intercept"], result["coefficients"][0]) == pytest.approx((full.intercept, full.slope))
+    assert result["mae"] == pytest.approx(np.abs(np.array(result["predicted"]) - y).mean())
+
+
+def test_leave_one_out_regression_recovers_an_exact_linear_law():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(7, 2))
+    y = 2.0 + 3.0 * X[:, 0] - 1.5 * X[:, 1]
+    result = S.loo_regression(X, y)
+    assert result["predicted"] == pytest.approx(y.tolist())
+    assert result["mae"] < 1e-9 < result["baseline_mae"]
+    assert result["coefficients"] == pytest.approx([3.0, -1.5]) and not result["underdetermined"]
+    with pytest.raises(ValueError, match="at least 3"):
+        S.loo_regression(X[:2], y[:2])
+
+
+def test_rank_and_correlation_edge_cases():
+    assert S.rankdata([3.0, 1.0, 3.0, 2.0]).tolist() == [3.5, 1.0, 3.5, 2.0]
+    assert all(math.isnan(v) for v in S.pearson([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))  # constant input
+    r, p = S.pearson([1.0, 2.0], [2.0, 1.0])
+    assert r == -1.0 and math.isnan(p)
+
+
+def test_similarity_csv_errors_name_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("language,syntax\nar,0.5\nhi,high\n")
+    with pytest.raises(ValueError, match=r"bad.csv: line 3: syntax = 'high' is not a number"):
+        S.read_similarity_csv(bad)
+    no_language = tmp_path / "nolang.csv"
+    no_language.write_text("lang,syntax\nar,0.5\n")
+    with pytest.raises(ValueError, match=r"nolang.csv: line 1: .*'language' column"):
+        S.read_similarity_csv(no_language)
+    run = make_run(tmp_path, score_records({k: v for k, v in SIM_SCORES.items() if k[0] != "zero-shot"}))
+    with pytest.raises(SystemExit):
+        analyze.main(["similarity", "--run-dir", str(run), "--similarity-csv", str(write_similarity_csv(
+            tmp_path / "s.csv")), "--features", "syntax"])
+    assert "no zero-shot pos scores" in capsys.readouterr().err
+
+
+def test_similarity_with_lang2vec(tmp_path):
+    try:
+        S.lang2vec_data_dir()
+    except (ModuleNotFoundError, FileNotFoundError):
+        pytest.skip("lang2vec is not installed")
+    run = make_run(tmp_path, score_records(SIM_SCORES))
+    assert analyze.main(["similarity", "--run-dir", str(run)]) == 0
+    features = {r["language"]: r for r in read_csv(run / "analysis" / "language_similarity_pos_features.csv")}
+    assert set(features) == set(SIMILARITY)
+    # family: English has 9 ancestors in URIEL, Hindi and Urdu 7 (the same ones); Indo-European is shared
+    assert float(features["hi"]["family"]) == pytest.approx(1 / math.sqrt(9 * 7))
+    assert float(features["ur"]["family"]) == pytest.approx(float(features["hi"]["family"]))
+    assert float(features["ar"]["family"]) == 0.0 and float(features["zh"]["family"]) == 0.0
+    for lang, row in features.items():
+        for f in S.FEATURES:
+            assert 0.0 <= float(row[f]) <= 1.0 + 1e-9
+    assert S.lang2vec_similarities(["en"])["en"] == pytest.approx({f: 1.0 for f in S.FEATURES})
+    data = json.loads((run / "analysis" / "language_similarity_pos.json").read_text())
+    assert len(data["correlations"]) == 2 * 5 and len(data["regression"]) == 2
+
+
+# ----------------------------------------------------------------------------- families
+
+
+def test_languages_are_ordered_by_family():
+    langs = ["zh", "sw", "hi", "ar", "en", "de", "ur", "qq", "ta", "te", "fr", "ja"]
+    ordered = order_languages(langs, first="en")
+    assert ordered == ["en", "de", "fr", "hi", "ur", "ar", "sw", "ta", "te", "zh", "ja", "qq"]
+    assert family_of("qq").family == "unknown" and family_of("te").genus == "Dravidian"
+    assert order_languages(["hi", "ar"], first="en") == ["hi", "ar"]  # the first language need not be there
