@@ -406,6 +406,18 @@ def test_tydiqa_features_point_at_the_answer(tokenizer):
     assert first[-16:] == second[:16]
 
 
+def test_tydiqa_answer_inside_the_last_context_token(tokenizer):
+    # run_qa.py's start scan would run past the context into the special tokens here
+    context = "Paris is the capital of France"
+    assert tokenizer.tokenize(context)[-1] == "▁France"
+    example = QAExample("q/7", "en", "7", "Where ?", context, (Answer("rance", context.index("rance")),))
+    encoded = get_task("tydiqa").encode([example], tokenizer, 48, doc_stride=8)
+    start, end = int(encoded[0]["start_positions"]), int(encoded[0]["end_positions"])
+    offsets = encoded.meta[0]["offsets"]
+    assert start == end and offsets[start] is not None
+    assert context[offsets[start][0]:offsets[end][1]].strip() == "France"
+
+
 def test_tydiqa_evaluate_picks_the_best_span_across_features(tokenizer):
     task = get_task("tydiqa")
     oracle = OracleModel()

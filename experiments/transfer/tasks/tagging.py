@@ -69,61 +69,60 @@ class TaggingTask(Task):
             raise ValueError(f"max_seq_length={max_seq_length} leaves no room for tokens")
         label2id = {label: i for i, label in enumerate(self.labels)}
         words = [list(ex.tokens) for ex in examples]
+        features: list[tuple[int, int, dict, list[int]]] = []  # (example, word offset, tensors, first positions)
 
-        # Plan chunks from each word's sub-word count, then tokenize every chunk for real.
-        counts = self._subword_counts(words, tokenizer)
-        chunks: list[tuple[int, int, int]] = []  # (example position, first word, end word)
-        for e, per_word in enumerate(counts):
-            spans = _chunk_spans(per_word, budget)
-            chunks.extend((e, start, end) for start, end in (spans[:1] if long_sentences == "truncate" else spans))
+        def add(e: int, start: int, n_words: int, input_ids, attention_mask, word_ids) -> int:
+            first_positions = _first_positions(word_ids, n_words)
+            if not first_positions:
+                raise DataFormatError(f"{examples[e].uid}: word {start} does not fit in max_seq_length={max_seq_length}")
+            labels = [-100] * len(input_ids)
+            for w, pos in enumerate(first_positions):
+                labels[pos] = label2id[examples[e].tags[start + w]]
+            features.append((e, start, {
+                "input_ids": torch.tensor(input_ids, dtype=torch.long),
+                "attention_mask": torch.tensor(attention_mask, dtype=torch.long),
+                "labels": torch.tensor(labels, dtype=torch.long),
+            }, first_positions))
+            return len(first_positions)
 
-        features, example_index, meta = [], [], []
-        pending = list(chunks)
+        # Pass 1: whole sentences. Those that fit (and have no word without sub-words) are done;
+        # the others are planned into chunks from each word's sub-word count.
+        pending: list[tuple[int, int, int]] = []  # (example, first word, end word)
+        if words:
+            enc = tokenizer(words, is_split_into_words=True, return_token_type_ids=False)
+            for e, sentence in enumerate(words):
+                word_ids = enc.word_ids(e)
+                per_word = [0] * len(sentence)
+                for w in word_ids:
+                    if w is not None:
+                        per_word[w] += 1
+                if 0 not in per_word and sum(per_word) <= budget:
+                    add(e, 0, len(sentence), enc.input_ids[e], enc.attention_mask[e], word_ids)
+                    continue
+                for w, n in enumerate(per_word):
+                    if n == 0:  # replace a word without sub-words by the unknown token, as XTREME does
+                        if tokenizer.unk_token is None:
+                            raise DataFormatError(f"{examples[e].uid}: word {w} ({sentence[w]!r}) has no sub-word "
+                                                  f"and the tokenizer has no unknown token")
+                        sentence[w], per_word[w] = tokenizer.unk_token, 1
+                spans = _chunk_spans(per_word, budget)
+                pending.extend((e, a, b) for a, b in (spans[:1] if long_sentences == "truncate" else spans))
+
+        # Pass 2: tokenize the chunks; if the tokenizer disagrees with the plan (a chunk's
+        # last words cut off), carry the rest over to a new chunk.
         while pending:
-            enc = tokenizer([words[e][s:t] for e, s, t in pending], is_split_into_words=True, truncation=True,
+            enc = tokenizer([words[e][a:b] for e, a, b in pending], is_split_into_words=True, truncation=True,
                             max_length=max_seq_length, return_token_type_ids=False)
             retry = []
-            for j, (e, start, end) in enumerate(pending):
-                first_positions = _first_positions(enc.word_ids(j), end - start)
-                kept = len(first_positions)
-                if kept == 0:
-                    raise DataFormatError(f"{examples[e].uid}: word {start} does not fit in max_seq_length={max_seq_length}")
-                if kept < end - start and long_sentences == "split":
-                    retry.append((e, start + kept, end))  # the tokenizer disagreed with the plan: carry over
-                tags = examples[e].tags
-                labels = [-100] * len(enc.input_ids[j])
-                for w, pos in enumerate(first_positions):
-                    labels[pos] = label2id[tags[start + w]]
-                features.append({
-                    "input_ids": torch.tensor(enc.input_ids[j], dtype=torch.long),
-                    "attention_mask": torch.tensor(enc.attention_mask[j], dtype=torch.long),
-                    "labels": torch.tensor(labels, dtype=torch.long),
-                })
-                example_index.append(e)
-                meta.append({"word_offset": start, "first_positions": first_positions})
+            for j, (e, a, b) in enumerate(pending):
+                kept = add(e, a, b - a, enc.input_ids[j], enc.attention_mask[j], enc.word_ids(j))
+                if kept < b - a and long_sentences == "split":
+                    retry.append((e, a + kept, b))
             pending = retry
-        return EncodedSet(features, example_index, tokenizer.pad_token_id, meta)
 
-    @staticmethod
-    def _subword_counts(words: list[list[str]], tokenizer) -> list[list[int]]:
-        """Sub-words per word; words with none are replaced by the unknown token in ``words`` (in place)."""
-        if not words:
-            return []
-        enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False, return_token_type_ids=False)
-        counts = []
-        for e, sentence in enumerate(words):
-            per_word = [0] * len(sentence)
-            for w in enc.word_ids(e):
-                if w is not None:
-                    per_word[w] += 1
-            for w, n in enumerate(per_word):
-                if n == 0:
-                    if tokenizer.unk_token is None:
-                        raise DataFormatError(f"word {sentence[w]!r} has no sub-word and the tokenizer has no unk token")
-                    sentence[w] = tokenizer.unk_token
-                    per_word[w] = 1
-            counts.append(per_word)
-        return counts
+        features.sort(key=lambda item: (item[0], item[1]))
+        return EncodedSet([f for _, _, f, _ in features], [e for e, _, _, _ in features], tokenizer.pad_token_id,
+                          [{"word_offset": a, "first_positions": p} for _, a, _, p in features])
 
     # --- evaluation ----------------------------------------------------------------------------
 

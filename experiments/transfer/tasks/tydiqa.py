@@ -233,8 +233,12 @@ def _answer_positions(example: QAExample, offsets, sequence_ids, cls_index: int)
         token_end -= 1
     if not (offsets[token_start][0] <= start_char and offsets[token_end][1] >= end_char):
         return cls_index, cls_index
-    while token_start < len(offsets) and offsets[token_start][0] <= start_char:
+    # As run_qa.py, but both scans stay inside the context: run_qa's start scan can run on
+    # into the trailing special tokens (offsets (0, 0)) when the answer starts inside the
+    # last context token, giving start > end on a special token.
+    first, last = token_start, token_end
+    while token_start <= last and offsets[token_start][0] <= start_char:
         token_start += 1
-    while offsets[token_end][1] >= end_char:
+    while token_end >= first and offsets[token_end][1] >= end_char:
         token_end -= 1
     return token_start - 1, token_end + 1
