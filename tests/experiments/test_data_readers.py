@@ -236,3 +236,62 @@ def test_real_squad_files(xtreme_dir):
             assert labelled in (0, len(examples)), path
     en_train = read_squad_json(xtreme_dir / "tydiqa" / "en" / "train.json", lang="en", split="train")
     assert len(en_train) == 3696
+
+
+# --- the hub loader, against in-memory stand-ins for the hub datasets ---------------------------------
+
+def _fake_hub(monkeypatch, tables):
+    """Make ``datasets.load_dataset(name, config, split=...)`` return in-memory tables."""
+    import datasets
+
+    calls = []
+
+    def load_dataset(name, config=None, split=None):
+        calls.append((name, config, split))
+        return tables[(name, config, split)]
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return calls
+
+
+def test_hub_loader_maps_xtreme_tables_to_examples(monkeypatch):
+    from datasets import ClassLabel, Dataset, Features, Sequence, Value
+
+    from transfer.data.hub import hub_has_split, load_hub_split
+
+    panx = Dataset.from_dict(
+        {"tokens": [["John", "lives", "in", "Paris"]], "ner_tags": [[1, 0, 0, 5]], "langs": [["hi"] * 4]},
+        features=Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=PANX_LABELS)),
+                           "langs": Sequence(Value("string"))}))
+    udpos = Dataset.from_dict({"tokens": [["Dogs", "bark"]], "pos_tags": [[7, 15]]},
+                              features=Features({"tokens": Sequence(Value("string")),
+                                                 "pos_tags": Sequence(ClassLabel(names=UPOS_LABELS))}))
+    xnli = Dataset.from_dict({"language": ["hi", "ur", "hi"], "sentence1": ["p1", "p2", "p3"],
+                              "sentence2": ["h1", "h2", "h3"], "gold_label": ["neutral", "entailment", "contradiction"]})
+    mnli = Dataset.from_dict({"premise": ["p", "q"], "hypothesis": ["h", "i"], "label": [2, -1]},
+                             features=Features({"premise": Value("string"), "hypothesis": Value("string"),
+                                                "label": ClassLabel(names=list(XNLI_LABELS))}))
+    tydiqa = Dataset.from_dict({
+        "id": ["korean-1", "swahili-2"], "title": ["t", "u"], "context": ["Seoul is big.", "Nairobi"],
+        "question": ["Where?", "Wapi?"], "answers": [{"answer_start": [0], "text": ["Seoul"]},
+                                                     {"answer_start": [0], "text": ["Nairobi"]}]})
+    calls = _fake_hub(monkeypatch, {
+        ("google/xtreme", "PAN-X.hi", "validation"): panx,
+        ("google/xtreme", "udpos.English", "test"): udpos,
+        ("google/xtreme", "XNLI", "test"): xnli,
+        ("nyu-mll/multi_nli", None, "train"): mnli,
+        ("google/xtreme", "tydiqa", "train"): tydiqa,
+    })
+    ner = load_hub_split("panx", "hi", "dev")
+    assert [(ex.uid, ex.tokens, ex.tags) for ex in ner] == [
+        ("hub:panx/hi/dev/0", ("John", "lives", "in", "Paris"), ("B-PER", "O", "O", "B-LOC"))]
+    assert load_hub_split("udpos", "en", "test")[0].tags == ("NOUN", "VERB")
+    assert [(ex.premise, ex.label) for ex in load_hub_split("xnli", "hi", "test")] == [("p1", "neutral"), ("p3", "contradiction")]
+    assert [(ex.premise, ex.label) for ex in load_hub_split("xnli", "en", "train")] == [("p", "contradiction")]
+    qa = load_hub_split("tydiqa", "ko", "train")
+    assert [(ex.qid, ex.answers[0].text, ex.answers[0].start) for ex in qa] == [("korean-1", "Seoul", 0)]
+    assert ("google/xtreme", "udpos.English", "test") in calls
+    assert hub_has_split("panx", "sw", "test") and not hub_has_split("udpos", "yo", "train")
+    assert not hub_has_split("xnli", "hi", "train") and not hub_has_split("tydiqa", "en", "test")
+    with pytest.raises(DataFormatError, match="the hub has no 'train' split of udpos for language 'th'"):
+        load_hub_split("udpos", "th", "train")
