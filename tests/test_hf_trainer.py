@@ -1,10 +1,14 @@
 """The Hugging Face Trainer integration, with a tiny randomly initialised BERT."""
+import importlib
 import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate", reason="the transformers Trainer needs accelerate (sgs-ext[hf] extra)")
@@ -16,10 +20,11 @@ from sgs_ext.integrations.transformers import SURGERY_STATE_NAME, GradientSurger
 VOCAB, LEN = 40, 12
 
 
-def make_model():
+def make_model(dropout=0.1):
     torch.manual_seed(0)
     config = BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=37, max_position_embeddings=LEN, num_labels=2)
+                        intermediate_size=37, max_position_embeddings=LEN, num_labels=2,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     return BertForSequenceClassification(config)
 
 
@@ -158,3 +163,47 @@ def test_bad_arguments(tmp_path):
                                surgery_mode="sometimes")
     with pytest.raises(ValueError, match="'te' is empty"):
         GradientSurgeryTrainer(model=make_model(), args=training_args(tmp_path), oracle_datasets={"te": []})
+
+
+def ddp_trainer_worker(rank, port, out_dir):
+    """One rank of a 2-process (gloo, MULTI_CPU) Trainer run, as torchrun would start it."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
+    torch.set_num_threads(1)
+    model = make_model(dropout=0.0)
+    # average_tokens_across_devices=False: BERT's classification loss ignores num_items_in_batch,
+    # so the Trainer's world-size loss rescaling would double the gradients (a Trainer quirk)
+    args = training_args(Path(out_dir) / "run", per_device_train_batch_size=4, average_tokens_across_devices=False)
+    trainer = GradientSurgeryTrainer(model=model, args=args,
+                                     train_dataset=make_items(32, 1), oracle_datasets=ORACLES, surgery_alpha=1.0)
+    trainer.train()
+    torch.save({"params": params_of(model), "counters": trainer.surgery.log_dict(),
+                "ddp": trainer.surgery.ddp_module is not None, "kind": str(trainer.accelerator.distributed_type)},
+               Path(out_dir) / f"rank{rank}.pt")
+
+
+@pytest.mark.slow
+def test_ddp_trainer_matches_single_process(tmp_path):
+    """2 ranks x batch 4 (gloo DDP through accelerate) == 1 process x batch 8, surgery included."""
+    single = GradientSurgeryTrainer(model=make_model(dropout=0.0), args=training_args(tmp_path / "single"),
+                                    train_dataset=make_items(32, 1), oracle_datasets=ORACLES, surgery_alpha=1.0)
+    single.train()
+    assert single.surgery.log_dict()["surgery/ar/projections"] >= 1
+
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    module = importlib.import_module(Path(__file__).stem)      # importable by name in the children
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(module.ddp_trainer_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        r = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
+        assert r["ddp"] and "MULTI_CPU" in r["kind"]
+        want = single.surgery.log_dict()
+        assert r["counters"].keys() == want.keys()
+        for key, value in want.items():
+            assert r["counters"][key] == pytest.approx(value, rel=1e-4), key
+        for got, want in zip(r["params"], params_of(single.model)):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

@@ -78,8 +78,8 @@ class GradientSurgeryTrainer(Trainer):
         self._pending_surgery_state: dict | None = None
 
     # ------------------------------------------------------------------ the hook
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        loss = super().training_step(model, inputs, num_items_in_batch)
+    def training_step(self, model, inputs, *args, **kwargs):
+        loss = super().training_step(model, inputs, *args, **kwargs)
         if self.oracle_datasets and self.accelerator.sync_gradients:
             surgery = self._get_surgery(model)
             closures = {lang: functools.partial(self._oracle_losses, model, lang) for lang in self.oracle_datasets}
