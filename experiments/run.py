@@ -128,8 +128,12 @@ def setup_logging(output_dir: Path) -> None:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     root = logging.getLogger()
     root.setLevel(logging.INFO)
+    for handler in [h for h in root.handlers if getattr(h, "_sgs_run", False)]:  # from an earlier main() call
+        root.removeHandler(handler)
+        handler.close()
     for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(output_dir / "run.log")):
         handler.setFormatter(fmt)
+        handler._sgs_run = True
         root.addHandler(handler)
     for noisy in ("urllib3", "matplotlib", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
