@@ -19,6 +19,16 @@ from ``dev.json`` — then pass the shots' uids as ``exclude`` so evaluation nev
 Questions without a gold answer (files whose answers are empty placeholders) cannot be
 trained or scored on: every role that needs gold answers raises ``DataFormatError`` for them.
 
+Hold-out fallback (local data only): some public copies of TyDiQA-GoldP, among them the
+one in ``../shared/data/xtreme``, ship the dev files with every answer replaced by an empty
+placeholder. For a language whose ``dev.json`` has no gold answer at all but whose
+``train.json`` is labelled (en, ko, sw there), the roles come from ``train.json`` instead,
+cut by a hash of each uid (independent of seeds, K and the run): 20% selection set
+(``source_dev`` / ``target_dev``), 20% evaluation set (``eval_set``), 60% training part
+(``source_train`` and the shot pool). A warning says so once per language. Scores on such a
+hold-out are not comparable with the paper's dev-set numbers; languages with neither
+labelled file (ar, bn, fi, id, te there) need the hub (``--hub``) or a labelled copy.
+
 Paper-code option: ``sample_shots(..., unit="features")`` counts K *features* (windows)
 as the paper's code does: it encodes the pool, draws K features with the seed, and returns
 the examples they belong to. Training on those examples uses all their features, so this
@@ -27,6 +37,8 @@ the common case for GoldP passages at 384 tokens), and at most K examples.
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,6 +51,18 @@ from .base import Task
 from .encoded import EncodedSet, predict_batches
 
 SHOT_UNITS = ("examples", "features")
+
+logger = logging.getLogger(__name__)
+
+#: Hold-out fallback: shares of train.json per role, by uid-hash bucket (of 1000).
+HOLDOUT_SELECT = 200    # buckets [0, 200): selection set
+HOLDOUT_EVAL = 400      # buckets [200, 400): evaluation set; the rest: training part
+
+
+def holdout_role(uid: str) -> str:
+    """``"select"``, ``"eval"`` or ``"train"``: where a train.json question goes in the hold-out fallback."""
+    bucket = int(hashlib.sha256(f"tydiqa-holdout:{uid}".encode("utf-8")).hexdigest()[:8], 16) % 1000
+    return "select" if bucket < HOLDOUT_SELECT else "eval" if bucket < HOLDOUT_EVAL else "train"
 
 
 class TyDiQATask(Task):
@@ -57,6 +81,7 @@ class TyDiQATask(Task):
 
     def __init__(self):
         self._feature_map_cache: dict[tuple, list[int]] = {}
+        self._warned_holdout: set[str] = set()
 
     def read_file(self, path, lang: str, split: str) -> list[QAExample]:
         return read_squad_json(path, lang=lang, split=split, task_dir=self.task_dir)
@@ -74,17 +99,53 @@ class TyDiQATask(Task):
             )
         return list(examples)
 
+    def holdout(self, lang, data_dir, hub=False) -> dict[str, list[QAExample]] | None:
+        """The hold-out fallback's parts of ``train.json`` (see the module docs), or None when
+        the language's dev file has gold answers (or there is no labelled train file to use)."""
+        if hub or not self.has_split(lang, "dev", data_dir) or not self.has_split(lang, "train", data_dir):
+            return None
+        if any(ex.has_gold for ex in self.read_split(lang, "dev", data_dir)):
+            return None
+        train = self.read_split(lang, "train", data_dir)
+        if not all(ex.has_gold for ex in train):
+            return None
+        parts: dict[str, list[QAExample]] = {"select": [], "eval": [], "train": []}
+        for ex in train:
+            parts[holdout_role(ex.uid)].append(ex)
+        if lang not in self._warned_holdout:
+            self._warned_holdout.add(lang)
+            logger.warning(
+                "tydiqa/%s: dev.json has no gold answers (placeholders only); using a fixed hold-out of "
+                "train.json instead: %d questions to select on, %d to evaluate on, %d to train / draw shots from",
+                lang, len(parts["select"]), len(parts["eval"]), len(parts["train"]))
+        return parts
+
     def source_train(self, lang, data_dir, hub=False):
+        parts = self.holdout(lang, data_dir, hub)
+        if parts is not None:
+            return list(parts["train"])
         return self.require_gold(super().source_train(lang, data_dir, hub), f"tydiqa/{lang}/train")
 
+    def source_dev(self, lang, data_dir, hub=False):
+        return self.target_dev(lang, data_dir, hub)
+
     def shot_pool(self, lang, data_dir, hub=False):
+        parts = self.holdout(lang, data_dir, hub)
+        if parts is not None:
+            return "train", list(parts["train"])
         split, pool = super().shot_pool(lang, data_dir, hub)
         return split, self.require_gold(pool, f"tydiqa/{lang}/{split} (shot pool)")
 
     def target_dev(self, lang, data_dir, hub=False, exclude=frozenset()):
+        parts = self.holdout(lang, data_dir, hub)
+        if parts is not None:
+            return self._without(parts["select"], exclude, f"tydiqa/{lang} selection set (train.json hold-out)")
         return self.require_gold(super().target_dev(lang, data_dir, hub, exclude), f"tydiqa/{lang} selection set")
 
     def eval_set(self, lang, data_dir, hub=False, exclude=frozenset()):
+        parts = self.holdout(lang, data_dir, hub)
+        if parts is not None:
+            return self._without(parts["eval"], exclude, f"tydiqa/{lang} evaluation set (train.json hold-out)")
         return self.require_gold(super().eval_set(lang, data_dir, hub, exclude), f"tydiqa/{lang} evaluation set")
 
     # --- shots ------------------------------------------------------------------------------------
