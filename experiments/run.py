@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="published code: TyDiQA's K counts features after doc-stride splitting (text: questions)")
     g = p.add_argument_group("running")
     g.add_argument("--device", default=None, help="cpu (default) or cuda")
+    g.add_argument("--num-threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice, one per core); on a busy shared machine "
+                        "1 can be several times faster than oversubscribed OpenMP threads")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     g.add_argument("--report-only", action="store_true", help="only rebuild the reports from the output dir's records")
     return p
@@ -151,6 +154,10 @@ def main(argv=None) -> int:
     except ValueError as err:
         parser.error(str(err))
     setup_logging(config.output_dir)
+    if args.num_threads:
+        import torch
+
+        torch.set_num_threads(args.num_threads)
     from transfer.report import summary_markdown, write_reports
     from transfer.results import ResultStore
 

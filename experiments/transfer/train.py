@@ -182,9 +182,14 @@ def train(
     ``oracle_batches`` maps a language to its oracle batch (its K shots, collated);
     with ``surgery`` set, ``sgs_ext.StochasticGradientSurgery`` projects the step's
     gradient against one of them at each step.
+
+    Everything random is seeded from ``seed`` here (python, numpy and torch for dropout;
+    a generator for the data order; the surgery's own draws; the oracle passes' dropout),
+    so a training depends on its inputs and seed only, not on what ran before it.
     """
     from tqdm.auto import tqdm
 
+    set_seed(seed)
     if len(dataset) == 0:
         raise ValueError(f"{desc}: the training set is empty")
     device = torch.device(device)
@@ -206,7 +211,9 @@ def train(
             raise ValueError(f"{desc}: gradient surgery needs oracle batches")
         surgeon = _surgery_class()(params, alpha=surgery.alpha, mode=surgery.mode, seed=seed)
         oracle_on_device = {lang: to_device(batch, device) for lang, batch in oracle_batches.items()}
-        closures = {lang: (lambda b=batch: model(**b).loss) for lang, batch in oracle_on_device.items()}
+        oracle_rng = IsolatedRNG(seed, device)
+        closures = {lang: (lambda b=batch: oracle_rng.run(lambda: model(**b).loss))
+                    for lang, batch in oracle_on_device.items()}
 
     result = TrainResult(steps=0, selected_step=0, selected_score=None)
     best_state = None
@@ -286,6 +293,41 @@ def train(
     if surgeon is not None:
         result.surgery_counters = counters_to_dict(surgeon.counters)
     return result
+
+
+class IsolatedRNG:
+    """A private random stream for the oracle passes (their dropout masks).
+
+    The oracle forward runs in train mode, so it draws dropout masks; drawing them from
+    the global generator would shift every later training mask, and gradient-mix-train
+    would differ from naive-mix-train by noise even at steps where nothing is projected.
+    With its own stream the two runs are identical up to the first projection, so their
+    difference is the surgery's doing.
+    """
+
+    def __init__(self, seed: int, device):
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        with torch.random.fork_rng(devices=self._devices()):
+            torch.manual_seed(seed + 7919)  # any fixed offset: a stream apart from the training one
+            self.cpu_state = torch.get_rng_state()
+            self.cuda_state = torch.cuda.get_rng_state(self.device) if self.cuda else None
+
+    def _devices(self):
+        if not self.cuda:
+            return []
+        return [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+
+    def run(self, fn):
+        with torch.random.fork_rng(devices=self._devices()):
+            torch.set_rng_state(self.cpu_state)
+            if self.cuda:
+                torch.cuda.set_rng_state(self.cuda_state, self.device)
+            out = fn()
+            self.cpu_state = torch.get_rng_state()
+            if self.cuda:
+                self.cuda_state = torch.cuda.get_rng_state(self.device)
+        return out
 
 
 def _surgery_class():

@@ -86,7 +86,7 @@ def tiny_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("harness")
     layout = {**H.POS_LAYOUT, "dd": {"dev": 40}}  # dd: only a dev file (shots, selection and evaluation from it)
     data = H.write_pos_data(root / "data", layout)
-    model = H.write_tiny_model(root / "model")
+    model = H.write_tiny_model(root / "model", hidden_dropout_prob=0.1)  # dropout: randomness matters
     return data, model
 
 
@@ -221,3 +221,18 @@ def test_unknown_target_language_is_named(tiny_setup, tmp_path):
     data, model = tiny_setup
     with pytest.raises(ValueError, match=r"--targets: no pos data for qq .*languages with data: dd, en, hh, xx, yy"):
         make_runner(make_config(data, tmp_path, targets="xx,qq"), model)
+
+
+def test_a_redone_cell_reproduces_even_right_after_training_the_source_model(tiny_setup, tmp_path):
+    # fresh run: ord-fs is trained right after the source model, in the same process;
+    # the redo loads the cached source model: the scores must be the same
+    data, model = tiny_setup
+    out = tmp_path / "out"
+    config = make_config(data, out, methods="ord-fs", lr=2e-2)
+    first = make_runner(config, model)
+    first.run()
+    scores = sorted((r["language"], r["metric"], r["value"]) for r in first.store.results())
+    (out / "results.jsonl").unlink()
+    again = make_runner(config, model)
+    again.run()
+    assert sorted((r["language"], r["metric"], r["value"]) for r in again.store.results()) == scores

@@ -301,3 +301,45 @@ def test_mixed_set_concatenates_and_collates(tokenizer):
     assert batch["input_ids"].shape[0] == 5
     with pytest.raises(ValueError, match="empty"):
         T.MixedSet([ToyTagging(tokenizer, [])])
+
+
+class ObservingSurgery(RecordingSurgery):
+    """Runs the oracle forward passes (train mode: dropout) and leaves the gradient alone."""
+
+    def step(self, closures):
+        for fn in closures.values():
+            fn()
+        return types.SimpleNamespace(oracle_ran=True, cos_before=0.0, language="xx", projected=False)
+
+
+def _final_params(tokenizer, surgery):
+    data = ToyTagging(tokenizer, H.sentences("en", 32, 0))
+    model = tiny_model(tokenizer, hidden_dropout_prob=0.3)
+    T.train(model, data, settings(), seed=0, oracle_batches={"xx": oracle_batch(tokenizer)}, surgery=surgery,
+            progress=False)
+    return params_of(model)
+
+
+def test_oracle_passes_do_not_shift_the_training_randomness(tokenizer, monkeypatch):
+    # with dropout on, a run whose surgery never changes the gradient equals the run without
+    # surgery: gradient-mix and naive-mix differ only where the surgery projected
+    monkeypatch.setitem(sys.modules, "sgs_ext", types.SimpleNamespace(StochasticGradientSurgery=ObservingSurgery))
+    plain = _final_params(tokenizer, None)
+    observed = _final_params(tokenizer, T.SurgerySettings(alpha=1.0))
+    assert all(torch.equal(plain[n], observed[n]) for n in plain)
+    # without the private stream the oracle's dropout masks would shift training's
+    monkeypatch.setattr(T.IsolatedRNG, "run", lambda self, fn: fn())
+    shifted = _final_params(tokenizer, T.SurgerySettings(alpha=1.0))
+    assert not all(torch.equal(plain[n], shifted[n]) for n in plain)
+
+
+def test_isolated_rng_is_its_own_reproducible_stream():
+    rng = T.IsolatedRNG(0, "cpu")
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    inside = rng.run(lambda: torch.rand(3))
+    assert torch.equal(torch.rand(3), expected)  # the global stream did not move
+    assert not torch.equal(inside, expected)
+    assert torch.equal(T.IsolatedRNG(0, "cpu").run(lambda: torch.rand(3)), inside)  # reproducible from the seed
+    assert not torch.equal(rng.run(lambda: torch.rand(3)), inside)  # and it advances
