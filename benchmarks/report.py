@@ -1,0 +1,356 @@
+"""Turn pytest-benchmark JSON (+ memory measurements) into results.json, results.md and a plot.
+
+Rates are computed from the fastest round of each case (on a shared machine
+the minimum is what the code can do; the median is shown beside it):
+
+    GB/s                 = minimum traffic of the op / fastest round
+    fraction of bandwidth = GB/s / the best STREAM-like probe rate of that size
+    speed-up             = fastest round of the other variant / fastest round of this one
+
+Re-make the report from saved raw data:
+
+    python benchmarks/report.py benchmarks/results/raw/*.json --memory benchmarks/results/raw/memory.json
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional
+
+# Targets of the CPU path (2 threads) at 100M parameters and above.
+TARGET_MIN_NUMEL = 100_000_000
+TARGET_VS_NAIVE = 10.0
+TARGET_VS_BEST_PYTORCH = 1.3
+TARGET_FRACTION_OF_BANDWIDTH = 0.85
+TARGET_THREADS = 2
+
+PURE_PYTORCH = {"naive", "loop", "foreach"}
+SIZE_ORDER = ["1M", "10M", "100M", "xlmr-base", "xlmr-large"]
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+
+def load_cases(paths: Iterable[Path]) -> List[dict]:
+    """One flat dict per benchmark case: its extra_info plus its timing statistics (seconds)."""
+    cases = []
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        if "benchmarks" not in data:
+            raise ValueError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' key)")
+        for i, bench in enumerate(data["benchmarks"]):
+            info = bench.get("extra_info") or {}
+            if "kind" not in info:
+                raise ValueError(f"{path}: benchmark {i} ({bench.get('name')}) has no extra_info['kind']; not from benchmarks/")
+            stats = bench["stats"]
+            cases.append({
+                **info,
+                "name": bench.get("name"),
+                "min_s": stats["min"],
+                "median_s": stats["median"],
+                "mean_s": stats["mean"],
+                "stddev_s": stats["stddev"],
+                "rounds": stats["rounds"],
+            })
+    return cases
+
+
+def _memory_key(op, variant, size, num_sets):
+    return (op, variant, size, int(num_sets or 2))
+
+
+# ---------------------------------------------------------------------------
+# Summarising
+
+
+def _size_rank(size: str):
+    return (SIZE_ORDER.index(size) if size in SIZE_ORDER else len(SIZE_ORDER), size)
+
+
+def summarize(cases: List[dict], memory: Optional[List[dict]] = None, machine: Optional[dict] = None) -> dict:
+    memory_by_key = {_memory_key(m["op"], m["variant"], m["size"], m.get("num_sets")): m for m in memory or []}
+
+    bandwidth: Dict[tuple, dict] = {}
+    for c in cases:
+        if c["kind"] == "bandwidth":
+            row = bandwidth.setdefault((c["group"], c["size"]), {"group": c["group"], "size": c["size"], "numel": c["numel"]})
+            row[f"{c['variant']}_gbps"] = c["bytes"] / c["min_s"] / 1e9
+    for row in bandwidth.values():
+        row["best_gbps"] = max(v for k, v in row.items() if k.endswith("_gbps"))
+        row["best_probe"] = max((k for k in row if k.endswith("_gbps") and k != "best_gbps"), key=lambda k: row[k])[: -len("_gbps")]
+
+    ops = []
+    for c in cases:
+        if c["kind"] not in ("surgery", "dot_norm", "gram"):
+            continue
+        row = {k: c.get(k) for k in ("kind", "size", "numel", "variant", "num_sets", "bytes", "dtype", "device", "threads",
+                                     "min_s", "median_s", "rounds")}
+        row["num_sets"] = c.get("num_sets", 2)
+        row["gbps"] = c["bytes"] / c["min_s"] / 1e9
+        row["gbps_median"] = c["bytes"] / c["median_s"] / 1e9
+        bw = bandwidth.get((c["group"], c["size"]))
+        row["bandwidth_gbps"] = bw["best_gbps"] if bw else None
+        row["fraction_of_bandwidth"] = row["gbps"] / bw["best_gbps"] if bw else None
+        mem = memory_by_key.get(_memory_key(c["kind"], c["variant"], c["size"], row["num_sets"]))
+        row["peak_extra_bytes"] = mem["peak_extra_bytes"] if mem else None
+        ops.append(row)
+
+    def same_case(a, b):
+        return a["kind"] == b["kind"] and a["size"] == b["size"] and a["num_sets"] == b["num_sets"]
+
+    for row in ops:
+        naive = next((o for o in ops if same_case(o, row) and o["variant"] == "naive"), None)
+        row["speedup_vs_naive"] = naive["min_s"] / row["min_s"] if naive else None
+    ops.sort(key=lambda r: (r["kind"], _size_rank(r["size"]), r["num_sets"], r["min_s"]))
+
+    steps = [c for c in cases if c["kind"] == "train_step"]
+    oracle_only = next((s for s in steps if s["variant"] == "oracle_only"), None)
+    plain = next((s for s in steps if s["variant"] == "plain"), None)
+    train_step = []
+    for s in sorted(steps, key=lambda s: s["min_s"]):
+        row = {k: s.get(k) for k in ("variant", "numel", "model", "batch", "oracle_batch", "seq_len", "min_s", "median_s", "rounds")}
+        row["vs_plain"] = s["min_s"] / plain["min_s"] if plain else None
+        surgery = s["variant"].startswith("surgery_") and oracle_only is not None
+        row["surgery_share"] = (s["min_s"] - oracle_only["min_s"]) / s["min_s"] if surgery else None
+        train_step.append(row)
+
+    return {
+        "machine": machine or {},
+        "bandwidth": sorted(bandwidth.values(), key=lambda r: (r["group"], _size_rank(r["size"]))),
+        "ops": ops,
+        "train_step": train_step,
+        "targets": evaluate_targets(ops),
+        "method": {
+            "time": "fastest of N rounds (pytest-benchmark pedantic, 1 call per round); median shown beside it",
+            "traffic_bytes_per_param_fp32": {"surgery": 20, "dot_norm": 8, "gram": "4 per set"},
+            "bandwidth": "best of copy, dot, axpy (STREAM-like, no write-allocate counted) on the same buffers, same run",
+            "memory": (memory[0]["method"] if memory else "not measured"),
+        },
+    }
+
+
+def evaluate_targets(ops: List[dict]) -> List[dict]:
+    """The issue's targets for the fused surgery on the CPU, 2 threads, >= 100M parameters."""
+    targets = []
+    for fused in ops:
+        if not (fused["kind"] == "surgery" and fused["variant"] == "fused" and fused["numel"] >= TARGET_MIN_NUMEL):
+            continue
+        if fused["device"] != "cpu" or fused["threads"] != TARGET_THREADS:
+            continue
+        others = [o for o in ops if o["kind"] == "surgery" and o["size"] == fused["size"] and o["variant"] in PURE_PYTORCH]
+        naive = next((o for o in others if o["variant"] == "naive"), None)
+        best = min(others, key=lambda o: o["min_s"]) if others else None
+
+        def add(name, value, goal, detail):
+            targets.append({"size": fused["size"], "numel": fused["numel"], "target": name, "goal": goal,
+                            "value": value, "met": (value is not None and value >= goal), "detail": detail})
+
+        add("fused vs naive torch.cat surgery", naive["min_s"] / fused["min_s"] if naive else None, TARGET_VS_NAIVE,
+            "speed-up" if naive else "naive variant not measured")
+        add("fused vs best pure-PyTorch surgery", best["min_s"] / fused["min_s"] if best else None, TARGET_VS_BEST_PYTORCH,
+            f"speed-up over {best['variant']}" if best else "no pure-PyTorch variant measured")
+        add("fused fraction of measured bandwidth", fused["fraction_of_bandwidth"], TARGET_FRACTION_OF_BANDWIDTH,
+            f"{fused['gbps']:.2f} of {fused['bandwidth_gbps']:.2f} GB/s" if fused["bandwidth_gbps"] else "no probe")
+    return targets
+
+
+# ---------------------------------------------------------------------------
+# Writing (atomically: a temporary file in the same folder, then rename)
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _write_text(path: Path, text: str) -> None:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    _atomic_write(path, write)
+
+
+def write_json(summary: dict, path: Path) -> None:
+    _write_text(path, json.dumps(summary, indent=1, sort_keys=False) + "\n")
+
+
+def _fmt_time(s):
+    return f"{s * 1e3:.1f}" if s >= 0.01 else f"{s * 1e3:.3f}"
+
+
+def _fmt(v, spec, none="–"):
+    return none if v is None else format(v, spec)
+
+
+def _fmt_bytes(b):
+    if b is None:
+        return "–"
+    if b >= 2**30:
+        return f"{b / 2**30:.2f} GiB"
+    if b >= 2**20:
+        return f"{b / 2**20:.1f} MiB"
+    return f"{b / 2**10:.0f} KiB"
+
+
+def _params(n):
+    return f"{n / 1e6:.1f}M"
+
+
+def to_markdown(summary: dict) -> str:
+    m = summary.get("machine", {})
+    lines = ["# sgs-ext benchmark results", ""]
+    if m:
+        lines += [
+            f"- machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('device', 'cpu')}"
+            + (f" ({m['gpu']})" if m.get("gpu") else "")
+            + f", {m.get('threads', '?')} threads; torch {m.get('torch', '?')}",
+            f"- run: `{m.get('command', '?')}` at {m.get('started', '?')}, load average before {m.get('load_before', '?')}, "
+            f"after {m.get('load_after', '?')}",
+            "",
+        ]
+    lines += ["Rates use each case's fastest round (median beside it); bandwidth is the best of a STREAM-like copy/dot/axpy "
+              "probe on the same bytes in the same run. Minimum traffic per float32 parameter: surgery 20 B, dot_norm 8 B, "
+              "gram 4 B per set.", ""]
+
+    targets = summary.get("targets", [])
+    lines += ["## Targets (CPU, 2 threads, 100M parameters and above)", ""]
+    if targets:
+        lines += ["| size | target | goal | measured | met |", "|---|---|---|---|---|"]
+        for t in targets:
+            lines.append(f"| {t['size']} | {t['target']} | {t['goal']:g}{'' if 'fraction' in t['target'] else '×'} | "
+                         f"{_fmt(t['value'], '.2f')} ({t['detail']}) | {'yes' if t['met'] else '**NO**'} |")
+        missed = [t for t in targets if not t["met"]]
+        lines += ["", f"**{len(targets) - len(missed)} of {len(targets)} targets met.**" + (
+            " Not met: " + "; ".join(f"{t['target']} at {t['size']} ({_fmt(t['value'], '.2f')} < {t['goal']:g})" for t in missed)
+            if missed else ""), ""]
+    else:
+        lines += ["Not evaluated: no CPU surgery case at 100M parameters or more on 2 threads in this run.", ""]
+
+    bw = summary.get("bandwidth", [])
+    if bw:
+        lines += ["## Memory bandwidth (STREAM-like probe)", "",
+                  "| bytes of | size | params | copy GB/s | dot GB/s | axpy GB/s | bandwidth used |", "|---|---|---|---|---|---|---|"]
+        for r in bw:
+            lines.append(f"| {r['group']} | {r['size']} | {_params(r['numel'])} | {_fmt(r.get('copy_gbps'), '.2f')} | "
+                         f"{_fmt(r.get('dot_gbps'), '.2f')} | {_fmt(r.get('axpy_gbps'), '.2f')} | {r['best_gbps']:.2f} ({r['best_probe']}) |")
+        lines.append("")
+
+    titles = {"surgery": "Surgery (dot_norm + projection, 20 B/param)", "dot_norm": "dot_norm (statistics only, 8 B/param)",
+              "gram": "gram (L sets, 4·L B/param)"}
+    for kind in ("surgery", "dot_norm", "gram"):
+        rows = [o for o in summary.get("ops", []) if o["kind"] == kind]
+        if not rows:
+            continue
+        lead = "| size | params | L | variant |" if kind == "gram" else "| size | params | variant |"
+        lines += [f"## {titles[kind]}", "",
+                  lead + " min ms | median ms | GB/s | % of bandwidth | speed-up vs naive | peak extra memory |",
+                  "|" + "---|" * (lead.count("|") - 1 + 6)]
+        for r in rows:
+            first = f"| {r['size']} | {_params(r['numel'])} |" + (f" {r['num_sets']} |" if kind == "gram" else "")
+            frac = None if r["fraction_of_bandwidth"] is None else 100 * r["fraction_of_bandwidth"]
+            lines.append(f"{first} {r['variant']} | {_fmt_time(r['min_s'])} | {_fmt_time(r['median_s'])} | {r['gbps']:.2f} | "
+                         f"{_fmt(frac, '.0f')}% | {_fmt(r['speedup_vs_naive'], '.1f')}× | {_fmt_bytes(r['peak_extra_bytes'])} |")
+        lines.append("")
+
+    steps = summary.get("train_step", [])
+    if steps:
+        s0 = steps[0]
+        lines += ["## Training step", "",
+                  f"{s0.get('model')}, {_params(s0['numel'])} parameters; batch {s0.get('batch')}×{s0.get('seq_len')} tokens, "
+                  f"oracle batch {s0.get('oracle_batch')} (K shots). Surgery steps always project. Share of surgery = "
+                  "(step − oracle_only step) / step.", "",
+                  "| step | min ms | median ms | vs plain step | surgery's share of the step |", "|---|---|---|---|---|"]
+        for s in steps:
+            share = None if s["surgery_share"] is None else 100 * s["surgery_share"]
+            lines.append(f"| {s['variant']} | {_fmt_time(s['min_s'])} | {_fmt_time(s['median_s'])} | "
+                         f"{_fmt(s['vs_plain'], '.2f')}× | {_fmt(share, '.1f', none='')}{'%' if share is not None else ''} |")
+        lines.append("")
+
+    method = summary.get("method", {})
+    if method.get("memory"):
+        lines += [f"Peak extra memory: {method['memory']}.", ""]
+    return "\n".join(lines)
+
+
+def write_markdown(summary: dict, path: Path) -> None:
+    _write_text(path, to_markdown(summary))
+
+
+def write_plot(summary: dict, path: Path) -> bool:
+    """Time and GB/s against size, per variant, for surgery and dot_norm. False if nothing to plot."""
+    kinds = [k for k in ("surgery", "dot_norm") if any(o["kind"] == k for o in summary.get("ops", []))]
+    if not kinds:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(kinds), 2, figsize=(11, 4 * len(kinds)), squeeze=False)
+    for row, kind in enumerate(kinds):
+        ops = [o for o in summary["ops"] if o["kind"] == kind]
+        ax_t, ax_bw = axes[row]
+        for variant in sorted({o["variant"] for o in ops}):
+            pts = sorted((o["numel"], o["min_s"], o["gbps"]) for o in ops if o["variant"] == variant)
+            x = [p[0] for p in pts]
+            ax_t.plot(x, [p[1] * 1e3 for p in pts], "o-", label=variant)
+            ax_bw.plot(x, [p[2] for p in pts], "o-", label=variant)
+        bw = sorted((r["numel"], r["best_gbps"]) for r in summary.get("bandwidth", []) if r["group"] == "surgery")
+        if bw:
+            ax_bw.plot([b[0] for b in bw], [b[1] for b in bw], "k--", label="measured bandwidth")
+        ax_t.set(xscale="log", yscale="log", xlabel="parameters", ylabel="time per call (ms, fastest round)", title=kind)
+        ax_bw.set(xscale="log", xlabel="parameters", ylabel="effective GB/s (minimum traffic)", title=f"{kind}: effective bandwidth")
+        ax_bw.set_ylim(bottom=0)
+        for ax in (ax_t, ax_bw):
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+
+    def write(tmp):
+        fig.savefig(tmp, format="png", dpi=110)
+
+    _atomic_write(path, write)
+    plt.close(fig)
+    return True
+
+
+def write_all(summary: dict, out_dir: Path) -> List[Path]:
+    out_dir = Path(out_dir)
+    written = [out_dir / "results.json", out_dir / "results.md"]
+    write_json(summary, written[0])
+    write_markdown(summary, written[1])
+    if write_plot(summary, out_dir / "results.png"):
+        written.append(out_dir / "results.png")
+    return written
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bench_json", nargs="+", type=Path, help="pytest-benchmark --benchmark-json files")
+    parser.add_argument("--memory", type=Path, help="JSON list of memory.py results")
+    parser.add_argument("--machine", type=Path, help="JSON object describing the machine and run")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results", help="output folder")
+    args = parser.parse_args(argv)
+    memory = json.loads(args.memory.read_text()) if args.memory else None
+    machine = json.loads(args.machine.read_text()) if args.machine else None
+    for path in write_all(summarize(load_cases(args.bench_json), memory, machine), args.out):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    if __package__ in (None, ""):
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()

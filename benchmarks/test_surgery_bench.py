@@ -1,0 +1,83 @@
+"""Gradient surgery and dot_norm: every variant on the same gradient lists, and
+the bandwidth probe on the same bytes, one size at a time.
+
+Traffic counted (the least any implementation must move, per parameter):
+surgery reads train and oracle for the statistics, then reads both and writes
+train for the projection: 5 elements (20 bytes in float32); dot_norm reads
+both once: 2 elements (8 bytes).
+"""
+import pytest
+
+from benchmarks.bandwidth import PROBES
+from benchmarks.gradients import make_pair
+from benchmarks.memory import expected_extra_copies
+from benchmarks.shapes import model_shapes, num_params
+from benchmarks.timing import skip_unless_fits, time_case
+from benchmarks.variants import SURGERY_VARIANTS
+
+ELEMENTS_MOVED = {"surgery": 5, "dot_norm": 2}
+
+
+@pytest.fixture(scope="module")
+def pair(size, device):
+    """(the gradient lists, a pristine copy of train to restore it before each surgery round)."""
+    shapes = model_shapes(size)
+    skip_unless_fits(3 * num_params(shapes) * 4, device, f"the {size} gradient lists")
+    lists = make_pair(shapes, device=device)
+    yield lists, lists.train_flat.clone()
+
+
+def _info(kind, size, lists, variant, bytes_moved, run_info):
+    return {
+        "kind": kind,
+        "group": "surgery",
+        "size": size,
+        "numel": lists.numel,
+        "variant": variant,
+        "bytes": bytes_moved,
+        "dtype": str(lists.train_flat.dtype).replace("torch.", ""),
+        **run_info,
+    }
+
+
+@pytest.mark.parametrize("probe", list(PROBES))
+def test_bandwidth(benchmark, pair, size, probe, budget, device, run_info):
+    lists, _ = pair
+    p = PROBES[probe]
+    benchmark.group = f"surgery {size}"
+    info = _info("bandwidth", size, lists, probe, p.bytes_moved(lists.train_flat), run_info)
+    time_case(benchmark, lambda: p.run(lists.oracle_flat, lists.train_flat), budget, device, info)
+
+
+@pytest.mark.parametrize("variant", list(SURGERY_VARIANTS))
+def test_dot_norm(benchmark, pair, size, variant, budget, device, run_info):
+    lists, _ = pair
+    v = SURGERY_VARIANTS[variant]
+    skip_unless_fits(expected_extra_copies("dot_norm", variant) * lists.train_flat.nbytes, device, f"{variant} dot_norm")
+    benchmark.group = f"dot_norm {size}"
+    traffic = ELEMENTS_MOVED["dot_norm"] * lists.train_flat.nbytes
+    info = _info("dot_norm", size, lists, variant, traffic, run_info)
+    time_case(benchmark, lambda: v.dot_norm(lists.train, lists.oracle), budget, device, info)
+
+
+@pytest.mark.parametrize("variant", list(SURGERY_VARIANTS))
+def test_surgery(benchmark, pair, size, variant, budget, device, run_info):
+    lists, pristine = pair
+    v = SURGERY_VARIANTS[variant]
+    skip_unless_fits(expected_extra_copies("surgery", variant) * lists.train_flat.nbytes, device, f"{variant} surgery")
+    benchmark.group = f"surgery {size}"
+    traffic = ELEMENTS_MOVED["surgery"] * lists.train_flat.nbytes
+    info = _info("surgery", size, lists, variant, traffic, run_info)
+    projected = []
+
+    def restore():  # untimed: every timed call starts from the same conflicting pair
+        lists.train_flat.copy_(pristine)
+
+    def call():
+        stats = v.surgery_(lists.train, lists.oracle)
+        projected.append(stats)
+
+    time_case(benchmark, call, budget, device, info, setup=restore)
+    # Every round must have projected, or the variant skipped the writes it is timed for.
+    assert all(float(s[0]) < 0 for s in projected), "a surgery round saw no conflict"
+    benchmark.extra_info["rounds_projected"] = len(projected)

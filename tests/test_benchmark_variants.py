@@ -1,0 +1,229 @@
+"""The benchmarks' building blocks: every variant computes sgs_ext.reference's
+surgery (so a wrong fast variant can never win a benchmark), the parameter
+shapes are XLM-R's, the probes compute what they claim, memory is measured,
+and the report writer turns a small fake result set into valid JSON,
+Markdown and PNG.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from ops_testing import assert_lists_close, assert_stats_close, clone_list  # noqa: E402
+
+from benchmarks import report  # noqa: E402
+from benchmarks.bandwidth import PROBES  # noqa: E402
+from benchmarks.gradients import make_pair, make_sets  # noqa: E402
+from benchmarks.shapes import CONFIGS, EncoderConfig, encoder_shapes, model_shapes, num_params, parse_sizes  # noqa: E402
+from benchmarks.variants import GRAM_VARIANTS, SURGERY_VARIANTS  # noqa: E402
+from sgs_ext import reference  # noqa: E402
+
+# An encoder small enough for a unit test, with every kind of tensor a real one has.
+TINY = encoder_shapes(
+    EncoderConfig(vocab_size=301, hidden_size=24, num_hidden_layers=2, intermediate_size=40, max_position_embeddings=17))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("variant", list(SURGERY_VARIANTS))
+def test_surgery_variant_matches_reference(variant, dtype):
+    pair = make_pair(TINY, dtype=dtype, seed=3)
+    want_train = clone_list(pair.train)
+    want_stats = reference.surgery_(want_train, pair.oracle)
+    assert float(want_stats[0]) < 0  # the pair conflicts, so the projection is exercised
+
+    got_train = clone_list(pair.train)
+    got_stats = SURGERY_VARIANTS[variant].surgery_(got_train, pair.oracle)
+    assert_stats_close(got_stats, want_stats, dtype)
+    assert_lists_close(got_train, want_train, dtype)
+    assert got_stats.dtype == want_stats.dtype
+
+
+@pytest.mark.parametrize("variant", list(SURGERY_VARIANTS))
+def test_dot_norm_and_project_variants_match_reference(variant):
+    pair = make_pair(TINY, seed=5)
+    v = SURGERY_VARIANTS[variant]
+    stats = v.dot_norm(pair.train, pair.oracle)
+    assert_stats_close(stats, reference.dot_norm(pair.train, pair.oracle), torch.float32)
+
+    want, got = clone_list(pair.train), clone_list(pair.train)
+    reference.project_(want, pair.oracle, stats)
+    v.project_(got, pair.oracle, stats)
+    assert_lists_close(got, want, torch.float32)
+
+
+@pytest.mark.parametrize("variant", list(SURGERY_VARIANTS))
+def test_surgery_variant_writes_nothing_without_conflict(variant):
+    pair = make_pair(TINY, seed=7)
+    train = [-t for t in pair.train]  # now train . oracle > 0
+    before = clone_list(train)
+    stats = SURGERY_VARIANTS[variant].surgery_(train, pair.oracle)
+    assert float(stats[0]) > 0
+    for a, b in zip(train, before):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("num_sets", [1, 2, 3])
+@pytest.mark.parametrize("variant", list(GRAM_VARIANTS))
+def test_gram_variant_matches_reference(variant, num_sets):
+    _, sets = make_sets(TINY, num_sets, seed=11)
+    want = reference.gram(sets)
+    got = GRAM_VARIANTS[variant](sets)
+    assert got.shape == (num_sets, num_sets)
+    scale = float(want.abs().max())
+    assert float((got.double() - want.double()).abs().max()) <= 1e-5 * scale
+
+
+def test_xlmr_shapes_are_transformers_shapes():
+    transformers = pytest.importorskip("transformers")
+    for size, heads in (("xlmr-base", 12), ("xlmr-large", 16)):
+        cfg = CONFIGS[size]
+        hf_cfg = transformers.XLMRobertaConfig(
+            vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_hidden_layers,
+            num_attention_heads=heads, intermediate_size=cfg.intermediate_size,
+            max_position_embeddings=cfg.max_position_embeddings, type_vocab_size=cfg.type_vocab_size)
+        with torch.device("meta"):
+            model = transformers.XLMRobertaModel(hf_cfg)
+        want = sorted((n, tuple(p.shape)) for n, p in model.named_parameters())
+        assert sorted(model_shapes(size)) == want, size
+    assert model_shapes("xlmr-base")[0] == ("embeddings.word_embeddings.weight", (250002, 768))
+    assert 278e6 < num_params(model_shapes("xlmr-base")) < 279e6
+    assert 559e6 < num_params(model_shapes("xlmr-large")) < 561e6
+
+
+def test_sizes_are_named_after_their_parameter_counts():
+    for size, lo, hi in (("1M", 0.9e6, 1.1e6), ("10M", 9.5e6, 10.5e6), ("100M", 95e6, 105e6)):
+        assert lo <= num_params(model_shapes(size)) <= hi, size
+    with pytest.raises(ValueError, match="unknown benchmark size 'huge'"):
+        parse_sizes("10M,huge")
+
+
+def test_gradient_pair_views_share_the_flat_buffers():
+    pair = make_pair(TINY, seed=1)
+    assert [tuple(t.shape) for t in pair.train] == [s for _, s in TINY]
+    pair.train[0].zero_()
+    assert float(pair.train_flat[: pair.train[0].numel()].abs().sum()) == 0.0
+    assert pair.numel == num_params(TINY)
+
+
+def test_bandwidth_probes_compute_what_they_claim():
+    a = torch.randn(10001, generator=torch.Generator().manual_seed(0))
+    b = torch.randn(10001, generator=torch.Generator().manual_seed(1))
+    assert float(PROBES["dot"].run(a, b)) == pytest.approx(float(torch.dot(a.double(), b.double())), rel=1e-5)
+    c = b.clone()
+    PROBES["axpy"].run(a, c)
+    assert torch.allclose(c, b + 1e-3 * a)
+    PROBES["copy"].run(a, c)
+    assert torch.equal(c, a)
+    assert PROBES["axpy"].bytes_moved(a) == 3 * 4 * 10001
+
+
+def _memory(variant):
+    cmd = [sys.executable, str(REPO / "benchmarks" / "memory.py"), "--size", "10M", "--op", "surgery", "--variant", variant]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+
+
+def test_memory_sees_the_naive_copies_and_not_the_fused_ones():
+    list_bytes = num_params(model_shapes("10M")) * 4
+    naive, fused = _memory("naive"), _memory("fused")
+    # naive holds flat train, flat oracle and c * flat oracle at once
+    assert naive["peak_extra_bytes"] >= 2.5 * list_bytes
+    assert fused["peak_extra_bytes"] < 0.05 * list_bytes
+    assert "VmHWM" in fused["method"]
+
+
+# ---------------------------------------------------------------------------
+# The report writer, on a fake pytest-benchmark result set
+
+
+def _bench(name, seconds, **info):
+    return {"name": name, "extra_info": info,
+            "stats": {"min": seconds, "median": seconds * 1.1, "mean": seconds * 1.2, "stddev": 0.0, "rounds": 5}}
+
+
+def _fake_results(tmp_path):
+    n = 100_000_000
+    common = {"group": "surgery", "size": "100M", "numel": n, "dtype": "float32", "device": "cpu", "threads": 2}
+    benches = [
+        _bench("bw copy", 0.100, kind="bandwidth", variant="copy", bytes=8 * n, **common),  # 8 GB/s
+        _bench("bw dot", 0.080, kind="bandwidth", variant="dot", bytes=8 * n, **common),  # 10 GB/s: the bandwidth
+        _bench("bw axpy", 0.150, kind="bandwidth", variant="axpy", bytes=12 * n, **common),  # 8 GB/s
+        _bench("naive", 2.400, kind="surgery", variant="naive", bytes=20 * n, **common),
+        _bench("loop", 0.300, kind="surgery", variant="loop", bytes=20 * n, **common),
+        _bench("foreach", 0.240, kind="surgery", variant="foreach", bytes=20 * n, **common),
+        _bench("fused", 0.200, kind="surgery", variant="fused", bytes=20 * n, **common),  # 10 GB/s
+        _bench("dn fused", 0.100, kind="dot_norm", variant="fused", bytes=8 * n, **common),
+        _bench("gram", 0.500, kind="gram", variant="fused", num_sets=4, bytes=16 * n, **{**common, "group": "gram"}),
+        _bench("plain", 0.100, kind="train_step", group="train_step", size="full", numel=5_000_000, variant="plain",
+               model="tiny", batch=32, oracle_batch=5, seq_len=64),
+        _bench("oracle", 0.130, kind="train_step", group="train_step", size="full", numel=5_000_000, variant="oracle_only",
+               model="tiny", batch=32, oracle_batch=5, seq_len=64),
+        _bench("fused step", 0.140, kind="train_step", group="train_step", size="full", numel=5_000_000,
+               variant="surgery_fused", model="tiny", batch=32, oracle_batch=5, seq_len=64),
+    ]
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"benchmarks": benches}))
+    memory = [{"op": "surgery", "variant": "naive", "size": "100M", "num_sets": 2, "peak_extra_bytes": 3 * 4 * n,
+               "method": "peak RSS"}]
+    return path, memory
+
+
+def test_report_summarizes_and_judges_the_targets(tmp_path):
+    path, memory = _fake_results(tmp_path)
+    summary = report.summarize(report.load_cases([path]), memory, {"cpu": "test cpu", "cores": 2})
+
+    fused = next(o for o in summary["ops"] if o["kind"] == "surgery" and o["variant"] == "fused")
+    assert fused["gbps"] == pytest.approx(10.0)
+    assert fused["bandwidth_gbps"] == pytest.approx(10.0)  # best probe: dot
+    assert fused["fraction_of_bandwidth"] == pytest.approx(1.0)
+    assert fused["speedup_vs_naive"] == pytest.approx(12.0)
+    naive = next(o for o in summary["ops"] if o["kind"] == "surgery" and o["variant"] == "naive")
+    assert naive["peak_extra_bytes"] == 3 * 4 * 100_000_000
+
+    targets = {t["target"]: t for t in summary["targets"]}
+    assert targets["fused vs naive torch.cat surgery"]["met"]
+    best = targets["fused vs best pure-PyTorch surgery"]
+    assert best["value"] == pytest.approx(1.2) and not best["met"] and "foreach" in best["detail"]
+    assert targets["fused fraction of measured bandwidth"]["met"]
+
+    step = next(s for s in summary["train_step"] if s["variant"] == "surgery_fused")
+    assert step["surgery_share"] == pytest.approx(0.01 / 0.14)
+
+
+def test_report_writes_valid_json_markdown_and_png(tmp_path):
+    path, memory = _fake_results(tmp_path)
+    summary = report.summarize(report.load_cases([path]), memory, {"cpu": "test cpu", "cores": 2})
+    written = report.write_all(summary, tmp_path / "out")
+    assert sorted(p.name for p in written) == ["results.json", "results.md", "results.png"]
+
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["targets"] == summary["targets"]
+    md = (tmp_path / "out" / "results.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| 100M |")]
+    assert len(rows) == 3 + 4 + 1 + 1  # targets, surgery variants, dot_norm, gram
+    tables, current = [], []
+    for line in md.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    assert len(tables) == 6  # targets, bandwidth, surgery, dot_norm, gram, training step
+    for table in tables:  # header, separator and rows all have the same number of columns
+        assert len({line.count("|") for line in table}) == 1, table
+    assert "**NO**" in md and "2 of 3 targets met" in md
+    assert "1.12 GiB" in md  # naive's measured peak: 3 copies of 100M floats
+    assert (tmp_path / "out" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list((tmp_path / "out").glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_report_rejects_foreign_json(tmp_path):
+    bad = tmp_path / "other.json"
+    bad.write_text(json.dumps({"benchmarks": [{"name": "x", "extra_info": {}, "stats": {}}]}))
+    with pytest.raises(ValueError, match=r"other.json: benchmark 0 \(x\) has no extra_info\['kind'\]"):
+        report.load_cases([bad])
