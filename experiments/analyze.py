@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-eval-examples", type=int, default=200,
                    help="cap each dev set to a fixed sample (default 200; 0 = all)")
     p.add_argument("--eval-batch-size", type=int, default=64, help="default 64")
+    p.add_argument("--loss", action=argparse.BooleanOptionalAction, default=True,
+                   help="also record the mean loss on each set (a second pass over it; default on)")
     _model_args(p)
 
     p = sub.add_parser("similarity", help="transfer against lang2vec similarity to the source (Lauscher et al. 2020)",
@@ -268,7 +270,8 @@ def cmd_interpolate(args, run) -> dict:
     lo, hi = _floats(args.range, "--range", 2)
     paths = interpolation.run_line(setup, bilingual=bilingual, source=source, out_dir=out_dir,
                                    stem=f"interpolation_{tag}", alphas=interpolation.grid(lo, hi, args.points),
-                                   max_examples=max_examples, batch_size=args.eval_batch_size, label=label)
+                                   max_examples=max_examples, batch_size=args.eval_batch_size, label=label,
+                                   with_loss=args.loss)
     if target is not None:
         lo, hi, n = _floats(args.grid, "--grid", 3)
         if n != int(n):
@@ -277,7 +280,7 @@ def cmd_interpolate(args, run) -> dict:
                                         language=args.target_language, out_dir=out_dir,
                                         stem=f"interpolation2d_{tag}_{args.target_language}",
                                         coords=interpolation.grid(lo, hi, int(n)), max_examples=max_examples,
-                                        batch_size=args.eval_batch_size, label=label)
+                                        batch_size=args.eval_batch_size, label=label, with_loss=args.loss)
         paths.update({f"2d_{key}": value for key, value in plane.items()})
     return paths
 

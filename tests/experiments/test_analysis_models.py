@@ -270,6 +270,17 @@ def test_interpolation_end_points_are_the_two_models(tiny_run, tmp_path):
         ends = [points_at(data["points"], a=a)[key]["loss"] for a in (0.0, 1.0)]
         assert all(abs(mid[key]["loss"] - end) > 1e-4 for end in ends)
 
+    # --no-loss: the same scores, no loss column
+    assert analyze.main(["interpolate", "--run-dir", str(tiny_run.out), "--data-dir", str(tiny_run.data),
+                         "--bilingual-method", "naive-mix-train", "--languages", "xx,hh", "--points", "2",
+                         "--max-eval-examples", "0", "--no-loss", "--output-dir", str(tmp_path / "no_loss")]) == 0
+    with open(tmp_path / "no_loss" / f"{stem}.csv", newline="") as handle:
+        quick = list(csv.DictReader(handle))
+    assert list(quick[0]) == ["a", "set", "language", "f1", "accuracy"]
+    full = {(r["a"], r["set"], r["language"]): r for r in rows}
+    for r in quick:
+        assert r["f1"] == full[(r["a"], r["set"], r["language"])]["f1"]
+
 
 def test_interpolation_plane_corners_are_the_three_models(tiny_run, tmp_path):
     out_dir = tmp_path / "plane"
@@ -301,15 +312,18 @@ def test_interpolation_plane_corners_are_the_three_models(tiny_run, tmp_path):
 def test_combine_is_exact_at_the_corners_and_checks_tensors():
     from transfer.analysis.interpolation import combine, line_state, plane_state
 
-    a = {"w": torch.randn(3, 4), "ids": torch.arange(4)}
-    b = {"w": torch.randn(3, 4), "ids": torch.arange(4)}
-    c = {"w": torch.randn(3, 4), "ids": torch.arange(4)}
+    frozen = torch.randn(5) * 1e3
+    a = {"w": torch.randn(3, 4), "ids": torch.arange(4), "frozen": frozen.clone()}
+    b = {"w": torch.randn(3, 4), "ids": torch.arange(4), "frozen": frozen.clone()}
+    c = {"w": torch.randn(3, 4), "ids": torch.arange(4), "frozen": frozen.clone()}
+    assert torch.equal(line_state(a, b, 0.3)["frozen"], frozen)  # equal everywhere: kept exactly
+    assert torch.equal(plane_state(a, b, c, 0.3, 0.45)["frozen"], frozen)
     assert torch.equal(line_state(a, b, 0.0)["w"], b["w"]) and torch.equal(line_state(a, b, 1.0)["w"], a["w"])
     assert torch.equal(plane_state(a, b, c, 1.0, 0.0)["w"], b["w"]) and torch.equal(plane_state(a, b, c, 0, 1)["w"], c["w"])
     assert torch.allclose(line_state(a, b, 0.25)["w"], 0.25 * a["w"] + 0.75 * b["w"])
     with pytest.raises(ValueError, match="non-floating tensor differs"):
-        combine([(0.5, a), (0.5, {"w": b["w"], "ids": torch.arange(1, 5)})])
+        combine([(0.5, a), (0.5, {**b, "ids": torch.arange(1, 5)})])
     with pytest.raises(ValueError, match="different tensors"):
         combine([(0.5, a), (0.5, {"w": b["w"]})])
     with pytest.raises(ValueError, match="shapes differ"):
-        combine([(0.5, a), (0.5, {"w": torch.zeros(2, 2), "ids": torch.arange(4)})])
+        combine([(0.5, a), (0.5, {**b, "w": torch.zeros(2, 2)})])

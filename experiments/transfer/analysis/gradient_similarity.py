@@ -138,19 +138,22 @@ def plot_heatmaps(panels: dict[str, torch.Tensor], languages: list[str], path: P
             for j in range(n):
                 value = float(cos[i, j])
                 if i != j and value < 0:
-                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="black",
-                                           linewidth=0.0))
+                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.35",
+                                           linewidth=1.2))
                 if n <= 16 and math.isfinite(value):
                     ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
                             color="white" if i != j and abs(value) > 0.6 * scale else "black",
                             fontweight="bold" if value < 0 and i != j else "normal")
-        labels = [f"{lang}\n{family_of(lang).family}" if n <= 8 else lang for lang in languages]
-        ax.set_xticks(range(n), labels, fontsize=7, rotation=90 if n > 12 else 0)
-        ax.set_yticks(range(n), languages, fontsize=7)
+        ax.set_xticks(range(n), languages, fontsize=7, rotation=90 if n > 12 else 0)
+        if ax is axes[0][0]:  # the family beside the language, once
+            ax.set_yticks(range(n), [f"{lang} ({family_of(lang).family})" for lang in languages], fontsize=7)
+        else:
+            ax.set_yticks(range(n), languages, fontsize=7)
         ax.set_title(name)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="cosine of gradients (hatched: negative)")
-    fig.suptitle(title)
-    return save_figure(fig, path)
+    fig.suptitle(title, y=1.02)
+    with plt.rc_context({"hatch.linewidth": 0.4}):
+        return save_figure(fig, path)
 
 
 def write_outputs(out_dir: Path, stem: str, result: dict[str, dict], languages: list[str], meta: dict) -> dict[str, Path]:
@@ -179,8 +182,8 @@ def write_outputs(out_dir: Path, stem: str, result: dict[str, dict], languages: 
             for name, r in result.items()
         },
     })
-    title = (f"{meta['task']}: cosine of gradients, K={meta['k']}, seed {meta['seed']} "
-             f"({meta['source']}: mean of {meta['source_batches']} batches of {meta['batch_size']}; targets: their shots)")
+    title = (f"{meta['task']}: cosine of gradients, K={meta['k']}, seed {meta['seed']}\n"
+             f"{meta['source']}: mean of {meta['source_batches']} batches of {meta['batch_size']}; targets: their K shots")
     plot_heatmaps(panels, languages, paths["png"], title)
     return paths
 

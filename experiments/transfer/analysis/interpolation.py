@@ -50,7 +50,9 @@ def combine(states: list[tuple[float, dict[str, torch.Tensor]]]) -> dict[str, to
     out = {}
     for name in names:
         first = states[0][1][name]
-        if first.is_floating_point():
+        if all(state[name] is first or torch.equal(state[name], first) for _, state in states[1:]):
+            out[name] = first  # equal in every checkpoint (e.g. a frozen embedding): kept exactly
+        elif first.is_floating_point():
             total = torch.zeros_like(first)
             for coefficient, state in states:
                 if state[name].shape != first.shape:
@@ -59,9 +61,7 @@ def combine(states: list[tuple[float, dict[str, torch.Tensor]]]) -> dict[str, to
                 total += coefficient * state[name]
             out[name] = total
         else:
-            if any(not torch.equal(state[name], first) for _, state in states[1:]):
-                raise ValueError(f"{name}: a non-floating tensor differs between the checkpoints")
-            out[name] = first.clone()
+            raise ValueError(f"{name}: a non-floating tensor differs between the checkpoints")
     return out
 
 
@@ -110,15 +110,17 @@ def mean_loss(model: torch.nn.Module, encoded, *, batch_size: int, device) -> fl
     return total / count
 
 
-def evaluate_point(model, setup: ModelSetup, sets: list[EvalSet], *, batch_size: int) -> list[dict]:
-    """Scores (every task metric) and mean loss of ``model`` on each set."""
+def evaluate_point(model, setup: ModelSetup, sets: list[EvalSet], *, batch_size: int,
+                   with_loss: bool = True) -> list[dict]:
+    """Scores (every task metric) and, with ``with_loss``, the mean loss of ``model`` on each set."""
     rows = []
     for s in sets:
         scores = setup.task.evaluate(model, s.examples, setup.tokenizer, max_seq_length=setup.max_seq_length,
                                      batch_size=batch_size, device=setup.device)
-        loss = mean_loss(model, s.encoded, batch_size=batch_size, device=setup.device)
-        rows.append({"set": s.role, "language": s.language, **{m: float(scores[m]) for m in setup.task.metrics},
-                     "loss": loss})
+        row = {"set": s.role, "language": s.language, **{m: float(scores[m]) for m in setup.task.metrics}}
+        if with_loss:
+            row["loss"] = mean_loss(model, s.encoded, batch_size=batch_size, device=setup.device)
+        rows.append(row)
     return rows
 
 
@@ -139,9 +141,10 @@ def grid(lo: float, hi: float, n: int) -> list[float]:
 
 def run_line(setup: ModelSetup, *, bilingual: Path, source: Path, out_dir: Path, stem: str, alphas: list[float],
              languages=None, max_examples: int | None = 200, batch_size: int = 64,
-             label: str = "bilingual") -> dict[str, Path]:
+             label: str = "bilingual", with_loss: bool = True) -> dict[str, Path]:
     """Evaluate ``θ(a)`` for every ``a`` in ``alphas``; write ``<stem>.{csv,json,png}``
-    (``label`` names the bilingual model in the figure)."""
+    (``label`` names the bilingual model in the figure; ``with_loss=False`` skips the
+    second pass over each set that the loss takes)."""
     langs = order_languages(languages or setup.targets)
     sets = eval_sets(setup, langs, max_examples=max_examples)
     work = setup.load(bilingual)
@@ -149,25 +152,27 @@ def run_line(setup: ModelSetup, *, bilingual: Path, source: Path, out_dir: Path,
     points = []
     for a in alphas:
         work.load_state_dict(line_state(theta_bi, theta_src, a))
-        for row in evaluate_point(work, setup, sets, batch_size=batch_size):
+        for row in evaluate_point(work, setup, sets, batch_size=batch_size, with_loss=with_loss):
             points.append({"a": a, **row})
         logger.info("a = %.3f done", a)
     metric = setup.task.metrics[0]
     out_dir = Path(out_dir)
     paths = {"csv": out_dir / f"{stem}.csv", "json": out_dir / f"{stem}.json", "png": out_dir / f"{stem}.png"}
-    header = ["a", "set", "language", *setup.task.metrics, "loss"]
+    header = ["a", "set", "language", *setup.task.metrics, *(["loss"] if with_loss else [])]
     atomic_write_text(paths["csv"], csv_text(header, [[p[c] for c in header] for p in points]))
     atomic_write_json(paths["json"], {
         "task": setup.task.name, "formula": "theta(a) = a * bilingual + (1 - a) * source",
         "bilingual": str(bilingual), "source": str(source), "source_language": setup.source, "languages": langs,
         "n_examples": {f"{s.role}:{s.language}": len(s.examples) for s in sets}, "points": points})
-    _plot_line(points, metric, paths["png"], f"{setup.task.name}: a * {label} model + (1 - a) * source model")
+    _plot_line(points, [metric, *(["loss"] if with_loss else [])], paths["png"],
+               f"{setup.task.name}: a * {label} model + (1 - a) * source model")
     return paths
 
 
-def _plot_line(points: list[dict], metric: str, path: Path, title: str) -> Path:
+def _plot_line(points: list[dict], keys: list[str], path: Path, title: str) -> Path:
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
+    axes = axes[0]
     series = {}
     for p in points:
         series.setdefault((p["set"], p["language"]), []).append(p)
@@ -176,9 +181,9 @@ def _plot_line(points: list[dict], metric: str, path: Path, title: str) -> Path:
         rows.sort(key=lambda p: p["a"])
         style = dict(color="black", linestyle="--") if role == "source" else dict(color=colours(i % 10))
         label = f"{lang} ({role} dev)"
-        for ax, key in zip(axes, (metric, "loss")):
+        for ax, key in zip(axes, keys):
             ax.plot([p["a"] for p in rows], [p[key] for p in rows], marker="o", markersize=3, label=label, **style)
-    for ax, key in zip(axes, (metric, "loss")):
+    for ax, key in zip(axes, keys):
         ax.set_xlabel("a   (0: source model, 1: bilingual model)")
         ax.set_ylabel(f"dev {key}")
         ax.grid(alpha=0.3)
@@ -193,7 +198,7 @@ def _plot_line(points: list[dict], metric: str, path: Path, title: str) -> Path:
 
 def run_plane(setup: ModelSetup, *, bilingual: Path, source: Path, target: Path, language: str, out_dir: Path,
               stem: str, coords: list[float], max_examples: int | None = 200, batch_size: int = 64,
-              label: str = "bilingual") -> dict[str, Path]:
+              label: str = "bilingual", with_loss: bool = True) -> dict[str, Path]:
     """Evaluate ``θ_bi + a1·δ_source + a2·δ_target`` on the grid ``coords x coords``; write ``<stem>.{csv,json,png}``."""
     sets = eval_sets(setup, [language], max_examples=max_examples)
     work = setup.load(bilingual)
@@ -202,13 +207,13 @@ def run_plane(setup: ModelSetup, *, bilingual: Path, source: Path, target: Path,
     for a1 in coords:
         for a2 in coords:
             work.load_state_dict(plane_state(theta_bi, theta_src, theta_tgt, a1, a2))
-            for row in evaluate_point(work, setup, sets, batch_size=batch_size):
+            for row in evaluate_point(work, setup, sets, batch_size=batch_size, with_loss=with_loss):
                 points.append({"a1": a1, "a2": a2, **row})
         logger.info("a1 = %.3f done", a1)
     metric = setup.task.metrics[0]
     out_dir = Path(out_dir)
     paths = {"csv": out_dir / f"{stem}.csv", "json": out_dir / f"{stem}.json", "png": out_dir / f"{stem}.png"}
-    header = ["a1", "a2", "set", "language", *setup.task.metrics, "loss"]
+    header = ["a1", "a2", "set", "language", *setup.task.metrics, *(["loss"] if with_loss else [])]
     atomic_write_text(paths["csv"], csv_text(header, [[p[c] for c in header] for p in points]))
     atomic_write_json(paths["json"], {
         "task": setup.task.name,
