@@ -36,17 +36,22 @@ Recipes (each has a test):
   bf16 autocast needs nothing special: run the closures under the same autocast as training
   (or call ``step`` inside the ``torch.autocast`` block).
 * **Gradient accumulation.** By default call ``step`` once per optimizer step, after the last
-  micro-batch's backward: the surgery then acts on the accumulated gradient. To project every
-  micro-batch's gradient separately (what the paper's code did), wrap each micro-batch::
+  micro-batch's backward: the surgery then acts on the accumulated gradient. Per-micro-batch
+  surgery comes in two flavours:
 
-      for micro in micro_batches:
-          with surgery.micro_batch():          # .grad holds only this micro-batch inside
-              model(**micro).loss.div(n).backward()
-              surgery.step(closures)
-      optimizer.step()
+  - call ``step`` after every micro-batch's backward: each call projects the *running*
+    accumulated gradient;
+  - wrap each micro-batch in :meth:`micro_batch` to project that micro-batch's *own* gradient
+    before it is added to the accumulated one::
 
-  (not combinable with DDP ``no_sync`` accumulation: there each micro-batch's gradient is
-  local to its rank).
+        for micro in micro_batches:
+            with surgery.micro_batch():          # .grad holds only this micro-batch inside
+                model(**micro).loss.div(n).backward()
+                surgery.step(closures)
+        optimizer.step()
+
+  Neither combines with DDP ``no_sync`` accumulation (there a micro-batch's gradient is
+  local to its rank until the last backward).
 * **Clipping** comes after the surgery: ``surgery.step(...)`` then ``surgery.clip_grad_norm_``
   (or ``torch.nn.utils.clip_grad_norm_``; with a GradScaler, ``scaler.unscale_(opt)`` first),
   then ``optimizer.step()``.
@@ -69,7 +74,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor

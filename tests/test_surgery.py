@@ -456,3 +456,19 @@ def test_stats_is_a_small_dataclass():
     d = s.as_dict()
     assert d["language"] == "hi" and math.isnan(d["cos_before"]) and d["per_language"] == []
     assert sgs_ext.StochasticGradientSurgery is StochasticGradientSurgery
+
+
+def test_mixed_dtype_parameters_share_one_step():
+    dtypes = [torch.float32, torch.bfloat16, torch.float64]
+    params = [torch.nn.Parameter(p.detach().to(dt)) for p, dt in zip(make_params(), dtypes)]
+    a, b = conflicting_pair()
+    a = [x.to(dt) for x, dt in zip(a, dtypes)]
+    b = [x.to(dt) for x, dt in zip(b, dtypes)]
+    linear_loss(params, a).backward()
+    surgery = StochasticGradientSurgery(params)
+    stats = surgery.step({"hi": lambda: linear_loss(params, b)})
+    assert stats.projected
+    assert sorted(str(k[1]) for k in surgery._buffer.flats) == sorted(str(d) for d in dtypes)
+    assert [p.grad.dtype for p in params] == dtypes
+    # each gradient is rounded to its own dtype once; compare in float64 with bf16's tolerance
+    torch.testing.assert_close(flat([p.grad for p in params]), expected_surgery(a, b), rtol=1e-2, atol=1e-2)
