@@ -87,6 +87,7 @@ def extension():
 
 EXPERIMENTS = [
     "transformers>=4.40",
+    "accelerate>=1.1",  # transformers' Trainer needs it (sgs_ext.integrations.transformers)
     "datasets>=2.18",
     "seqeval>=1.2.2",
     "safetensors>=0.4",
