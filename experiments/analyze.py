@@ -137,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     _output_args(p, run_dir_required=False)
     p.add_argument("--bilingual", default=None,
                    help="the bilingual (mixed-training) checkpoint (default: the run dir's --bilingual-method model)")
-    p.add_argument("--bilingual-method", default="gradient-mix-train", help="default gradient-mix-train")
+    p.add_argument("--bilingual-method", default="gradient-mix-train",
+                   help="the method (as results.jsonl names it, e.g. gradient-single) whose saved model is the "
+                        "bilingual one (default gradient-mix-train)")
     p.add_argument("--bilingual-job", default="all",
                    help="the job of the bilingual model: all (default) or the target language (gradient-single)")
     p.add_argument("--source-model", default=None,

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
 from ..results import RUN_CONFIG_FILE, ResultStore, atomic_path, read_json
+
+logger = logging.getLogger(__name__)
 
 ANALYSIS_DIR = "analysis"
 MANIFEST_PATH = Path("shots") / "manifest.json"
@@ -126,6 +129,8 @@ def load_shots(task, lang: str, k: int, seed: int, data_dir, manifest_path: Path
                 raise ValueError(f"{manifest_path}: the {lang} shots came from {record.split!r} but the data's "
                                  f"shot pool is now {split!r}")
             return shots_from_record(record, pool)
+        logger.warning("%s lists no %s/%s K=%d seed %d shots: drawing them the runner's way", manifest_path,
+                       task.name, lang, k, seed)
     return draw_shots(task, lang, k, seed, data_dir)[1]
 
 
