@@ -96,6 +96,7 @@ EXPERIMENTS = [
     "matplotlib>=3.7",
     "numpy>=1.24",
     "scipy>=1.10",
+    "lang2vec==1.1.2",  # URIEL data for `analyze.py similarity` (its files are read directly)
 ]
 TEST = ["pytest>=7", "hypothesis>=6.80", "pytest-benchmark>=4"]
 
