@@ -1,8 +1,15 @@
 // All pairwise dot products of L gradient sets per chunk, on the CPU.
 //
-// A chunk is walked in tiles small enough that the L sets' tiles stay in L1
-// while every pair (i <= j) is formed, so each element is read from memory
-// once however many pairs use it.
+// A chunk is walked in tiles of kTile elements.  The tile of every set is
+// converted once into a float64 row of a small buffer (L * kTile doubles,
+// resident in L1/L2), zero-padded to a whole number of vector blocks; then
+// every pair (i <= j) is the dot product of two rows, computed with kAcc
+// independent vector accumulators so the loop is bound by loads rather than
+// by the latency of one addition chain.  Each element is read from memory
+// once however many pairs use it, and converted once however many pairs use
+// it.  The order of every sum depends only on the chunk, so results do not
+// depend on the number of threads.
+#include <cstring>
 #include <vector>
 
 #include "common/surgery_math.h"
@@ -12,57 +19,80 @@ namespace sgs {
 namespace cpu {
 namespace {
 
-constexpr int kLanes = 8;
-constexpr int64_t kTile = 512;
+constexpr int kVec = 8;  // doubles per vector: one AVX-512 register, two AVX2, four SSE2
+constexpr int kAcc = 4;  // independent accumulators per pair
+constexpr int64_t kBlock = kVec * kAcc;
+constexpr int64_t kTile = 256;  // elements per tile; a multiple of kBlock
+static_assert(kTile % kBlock == 0, "a tile is a whole number of blocks");
 
-template <typename T>
-inline __attribute__((always_inline)) double dot_body(const T* a, const T* b, int64_t n) {
-  double acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] += double(load<T>(a, i + l)) * double(load<T>(b, i + l));
+typedef double vec_d __attribute__((vector_size(kVec * sizeof(double))));
+
+// sum_i a[i] * b[i] over n elements, n a multiple of kBlock.  (Vectors are
+// loaded with memcpy and never passed by value, so no vector ABI is involved.)
+inline __attribute__((always_inline)) double dot_rows(const double* a, const double* b, int64_t n) {
+  vec_d acc[kAcc] = {};
+  for (int64_t i = 0; i < n; i += kBlock) {
+    for (int k = 0; k < kAcc; ++k) {
+      vec_d x, y;
+      std::memcpy(&x, a + i + k * kVec, sizeof x);
+      std::memcpy(&y, b + i + k * kVec, sizeof y);
+      acc[k] += x * y;
+    }
   }
-  for (int l = 0; i < n; ++i, ++l) acc[l] += double(load<T>(a, i)) * double(load<T>(b, i));
-  double s = 0.0;
-  for (int l = 0; l < kLanes; ++l) s += acc[l];
-  return s;
+  const vec_d s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  double total = 0.0;
+  for (int l = 0; l < kVec; ++l) total += s[l];
+  return total;
 }
 
-#define SGS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-SGS_CLONES double dot_f32(const float* a, const float* b, int64_t n) { return dot_body(a, b, n); }
-SGS_CLONES double dot_f64(const double* a, const double* b, int64_t n) { return dot_body(a, b, n); }
-SGS_CLONES double dot_f16(const half_t* a, const half_t* b, int64_t n) { return dot_body(a, b, n); }
-SGS_CLONES double dot_bf16(const bf16_t* a, const bf16_t* b, int64_t n) { return dot_body(a, b, n); }
-#undef SGS_CLONES
-
-inline double dot_span(const float* a, const float* b, int64_t n) { return dot_f32(a, b, n); }
-inline double dot_span(const double* a, const double* b, int64_t n) { return dot_f64(a, b, n); }
-inline double dot_span(const half_t* a, const half_t* b, int64_t n) { return dot_f16(a, b, n); }
-inline double dot_span(const bf16_t* a, const bf16_t* b, int64_t n) { return dot_bf16(a, b, n); }
-
+// One chunk: `base[s]` points at set s's first element of the chunk;
+// out[packed_pair_index(i, j, L)] = set i . set j over the chunk.
 template <typename T>
-void gram_chunk(const TensorRef* const* sets, int L, const Chunk& ch, double* out) {
-  std::vector<const T*> base(L);
-  for (int s = 0; s < L; ++s) base[s] = static_cast<const T*>(sets[s][ch.tensor].data) + ch.offset;
+inline __attribute__((always_inline)) void gram_chunk_body(const T* const* base, int L, int64_t length, double* buf,
+                                                           double* out) {
   for (int p = 0; p < num_pairs(L); ++p) out[p] = 0.0;
-  for (int64_t start = 0; start < ch.length; start += kTile) {
-    const int64_t n = ch.length - start < kTile ? ch.length - start : kTile;
+  for (int64_t start = 0; start < length; start += kTile) {
+    const int64_t n = length - start < kTile ? length - start : kTile;
+    const int64_t padded = (n + kBlock - 1) / kBlock * kBlock;
+    for (int s = 0; s < L; ++s) {
+      double* row = buf + s * kTile;
+      const T* src = base[s] + start;
+      for (int64_t i = 0; i < n; ++i) row[i] = double(load<T>(src, i));
+      for (int64_t i = n; i < padded; ++i) row[i] = 0.0;
+    }
     for (int i = 0; i < L; ++i) {
-      for (int j = i; j < L; ++j) out[packed_pair_index(i, j, L)] += dot_span(base[i] + start, base[j] + start, n);
+      for (int j = i; j < L; ++j) out[packed_pair_index(i, j, L)] += dot_rows(buf + i * kTile, buf + j * kTile, padded);
     }
   }
 }
+
+#define SGS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+SGS_CLONES void gram_f32(const float* const* b, int L, int64_t n, double* buf, double* out) { gram_chunk_body(b, L, n, buf, out); }
+SGS_CLONES void gram_f64(const double* const* b, int L, int64_t n, double* buf, double* out) { gram_chunk_body(b, L, n, buf, out); }
+SGS_CLONES void gram_f16(const half_t* const* b, int L, int64_t n, double* buf, double* out) { gram_chunk_body(b, L, n, buf, out); }
+SGS_CLONES void gram_bf16(const bf16_t* const* b, int L, int64_t n, double* buf, double* out) { gram_chunk_body(b, L, n, buf, out); }
+#undef SGS_CLONES
+
+inline void gram_span(const float* const* b, int L, int64_t n, double* buf, double* out) { gram_f32(b, L, n, buf, out); }
+inline void gram_span(const double* const* b, int L, int64_t n, double* buf, double* out) { gram_f64(b, L, n, buf, out); }
+inline void gram_span(const half_t* const* b, int L, int64_t n, double* buf, double* out) { gram_f16(b, L, n, buf, out); }
+inline void gram_span(const bf16_t* const* b, int L, int64_t n, double* buf, double* out) { gram_bf16(b, L, n, buf, out); }
 
 }  // namespace
 
 void gram_chunks(const TensorRef* const* sets, int num_sets, const Chunk* chunks, int64_t begin, int64_t end,
                  double* partials) {
   const int P = num_pairs(num_sets);
+  std::vector<double> buf(static_cast<size_t>(num_sets) * kTile);
+  std::vector<const void*> base(num_sets);
   for (int64_t c = begin; c < end; ++c) {
-    const TensorRef& first = sets[0][chunks[c].tensor];
+    const Chunk& ch = chunks[c];
+    const TensorRef& first = sets[0][ch.tensor];
     dispatch_dtype(first.dtype, first.data, [&](auto* tp) {
       using T = std::remove_pointer_t<decltype(tp)>;
-      gram_chunk<T>(sets, num_sets, chunks[c], partials + int64_t(P) * c);
+      for (int s = 0; s < num_sets; ++s) base[s] = static_cast<const T*>(sets[s][ch.tensor].data) + ch.offset;
+      gram_span(reinterpret_cast<const T* const*>(base.data()), num_sets, ch.length, buf.data(),
+                partials + int64_t(P) * c);
     });
   }
 }
