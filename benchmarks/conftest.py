@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # so the cases can `import benchmarks.*` (pytest runs in importlib mode)
-    sys.path.insert(0, str(REPO))
+# So the cases can `import benchmarks.*` (pytest runs in importlib mode).  Appended,
+# not prepended: an installed sgs_ext must win over the source tree's sgs_ext/,
+# which has no compiled extension unless installed with -e.
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))
 
 import torch  # noqa: E402
 

@@ -352,5 +352,5 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     if __package__ in (None, ""):
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: see conftest.py
     main()

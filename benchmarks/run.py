@@ -26,8 +26,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+if str(REPO) not in sys.path:  # after site-packages, so an installed sgs_ext wins (see conftest.py)
+    sys.path.append(str(REPO))
 
 from benchmarks.memory import expected_total_bytes  # noqa: E402
 from benchmarks.report import summarize, load_cases, write_all  # noqa: E402
@@ -84,7 +84,9 @@ def run_pytest(files, json_path: Path, args, extra=()) -> None:
     if args.budget is not None:
         cmd.append(f"--budget={args.budget}")
     print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=REPO, check=True)
+    # `python -m` puts the working directory first on sys.path: run from the raw
+    # results folder, not the source tree, so the installed sgs_ext is the one imported.
+    subprocess.run(cmd, cwd=json_path.parent, check=True)
 
 
 def measure_memory(sizes, args) -> list:
@@ -101,7 +103,7 @@ def measure_memory(sizes, args) -> list:
                 continue
             cmd = [sys.executable, str(HERE / "memory.py"), "--size", size, "--op", op, "--variant", variant,
                    "--num-sets", str(num_sets), "--device", args.device, "--threads", str(args.threads)]
-            out = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             result = json.loads(out.strip().splitlines()[-1])
             print(f"memory: {op:8s} {variant:14s} {size:10s} L={num_sets}  {result['peak_extra_bytes'] / 2**20:9.1f} MiB", flush=True)
             results.append(result)
@@ -127,7 +129,7 @@ def main(argv=None) -> None:
     unknown = skip - {"gram", "train", "memory"}
     if unknown:
         parser.error(f"--skip: unknown steps {sorted(unknown)}; choose from gram, train, memory")
-    out = args.out or (HERE / "results" / "quick" if args.quick else HERE / "results")
+    out = (args.out or (HERE / "results" / "quick" if args.quick else HERE / "results")).resolve()
     raw = out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for old in raw.glob("bench-*.json"):
