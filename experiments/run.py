@@ -171,7 +171,10 @@ def main(argv=None) -> int:
             config.task, ",".join(config.methods), ",".join(map(str, config.ks)), ",".join(map(str, config.seeds)),
             config.source, ",".join(runner.targets), config.model, config.lr, config.batch_size, config.epochs,
             config.freeze_embeddings)
-        runner.run()
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        with logging_redirect_tqdm():  # log lines above the progress bars, not inside them
+            runner.run()
         logging.getLogger("run").info("finished in %.1f min", (time.perf_counter() - start) / 60)
     paths = write_reports(config.output_dir)
     print(summary_markdown(ResultStore(config.output_dir).results()))

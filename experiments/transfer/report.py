@@ -217,16 +217,18 @@ def curve_rows(runs: list[dict], source_results: list[dict]) -> list[dict]:
     for info in source_results:
         for point in info.get("curve", []):
             rows.append({"task": info["task"], "method": "source", "k": 0, "seed": info["seed"], "job": "source",
-                         "step": point["step"], "kind": point["kind"], "value": point["value"]})
+                         "step": point["step"], "kind": point["kind"], "value": point["value"], "language": ""})
     for run in runs:
         for point in run.get("curve", []):
             rows.append({"task": run["task"], "method": run["method"], "k": run["k"], "seed": run["seed"],
-                         "job": run["job"], "step": point["step"], "kind": point["kind"], "value": point["value"]})
+                         "job": run["job"], "step": point["step"], "kind": point["kind"], "value": point["value"],
+                         "language": point.get("language") or ""})  # the oracle language of a "cos" point
     return rows
 
 
 def plot_curves(rows: list[dict], path: Path, title: str) -> None:
-    """Loss, dev score and (if any) gradient cosine against the step; a line per run."""
+    """Loss, dev score and (if any) gradient cosine against the step; a line per run
+    (for the cosine, a line per run and oracle language, coloured by language)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -238,13 +240,16 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4), squeeze=False)
     methods = sorted({r["method"] for r in rows}, key=method_rank)
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    languages = sorted({r["language"] for r in rows if r["kind"] == "cos"})
+    lang_colours = {lang: plt.get_cmap("Dark2")(i % 8) for i, lang in enumerate(languages)}
     series = defaultdict(list)
     for r in rows:
         if r["value"] is not None:
-            series[(r["kind"], r["method"], r["k"], r["seed"], r["job"])].append((r["step"], r["value"]))
+            series[(r["kind"], r["method"], r["k"], r["seed"], r["job"], r["language"] if r["kind"] == "cos" else "")
+                   ].append((r["step"], r["value"]))
     for ax, kind in zip(axes[0], kinds):
         labelled = set()
-        for (k_, method, k, seed, job), points in sorted(series.items(), key=lambda kv: str(kv[0])):
+        for (k_, method, k, seed, job, lang), points in sorted(series.items(), key=lambda kv: str(kv[0])):
             if k_ != kind:
                 continue
             points.sort()
@@ -253,7 +258,10 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> None:
                 window = max(1, len(ys) // 20)
                 ys = [statistics.fmean(ys[max(0, i - window + 1): i + 1]) for i in range(len(ys))]
             label = f"{method} (K={k})" if method != "source" else "source model"
-            ax.plot(xs, ys, color=colours[method], alpha=0.8, linewidth=1.2,
+            colour = colours[method]
+            if kind == "cos":
+                label, colour = f"{label}: {lang}", lang_colours[lang]
+            ax.plot(xs, ys, color=colour, alpha=0.8, linewidth=1.2,
                     marker="o" if kind == "dev" else None, markersize=3,
                     label=None if label in labelled else label)
             labelled.add(label)
@@ -308,8 +316,8 @@ def write_reports(output_dir: str | Path) -> dict[str, Path]:
                                             "" if math.isnan(r["mean_cos"]) else f"{r['mean_cos']:.4f}"]
          for r in stats]))
     curves = curve_rows(runs, load_source_results(out))
-    emit("curves.csv", _csv_text(["task", "method", "k", "seed", "job", "step", "kind", "value"],
-                                 [[r[c] for c in ("task", "method", "k", "seed", "job", "step", "kind")]
+    emit("curves.csv", _csv_text(["task", "method", "k", "seed", "job", "step", "kind", "language", "value"],
+                                 [[r[c] for c in ("task", "method", "k", "seed", "job", "step", "kind", "language")]
                                   + ["" if r["value"] is None else r["value"]] for r in curves]))
     for task in sorted({r["task"] for r in curves}):
         name = f"curves_{task}.png"
