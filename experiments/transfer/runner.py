@@ -78,21 +78,46 @@ class Runner:
         return None if self.hub else self.config.data_dir
 
     def _resolve_targets(self) -> tuple[str, ...]:
+        """The target languages: as given (each checked), or every language with data.
+
+        Few-shot methods need a shot pool (a train or dev split): with ``--targets all`` a
+        language without one is skipped, as the paper skips them (POS: th, yo here); a
+        language named explicitly without one is an error.
+        """
+        c = self.config
         if self.hub:
-            if self.config.targets is None:
+            if c.targets is None:
                 raise ValueError("--targets: give the target languages explicitly when reading data from the hub")
-            return self.config.targets
-        available = self.task.languages(self.config.data_dir)
-        if self.config.source not in available:
-            raise ValueError(f"--source: no {self.config.task} data for {self.config.source!r} in "
-                             f"{self.config.data_dir} (languages with data: {', '.join(available)})")
-        if self.config.targets is None:
-            return tuple(lang for lang in available if lang != self.config.source)
-        missing = [lang for lang in self.config.targets if lang not in available]
-        if missing:
-            raise ValueError(f"--targets: no {self.config.task} data for {', '.join(missing)} in "
-                             f"{self.config.data_dir} (languages with data: {', '.join(available)})")
-        return self.config.targets
+            return c.targets
+        available = self.task.languages(c.data_dir)
+        if c.source not in available:
+            raise ValueError(f"--source: no {c.task} data for {c.source!r} in "
+                             f"{c.data_dir} (languages with data: {', '.join(available)})")
+        if c.targets is not None:
+            missing = [lang for lang in c.targets if lang not in available]
+            if missing:
+                raise ValueError(f"--targets: no {c.task} data for {', '.join(missing)} in "
+                                 f"{c.data_dir} (languages with data: {', '.join(available)})")
+        candidates = c.targets if c.targets is not None else tuple(l for l in available if l != c.source)
+        if set(c.methods) == {"zero-shot"}:
+            return candidates
+        from transfer.data import DataFormatError
+
+        without_pool = []
+        for lang in candidates:
+            try:
+                self.task.shot_pool(lang, c.data_dir)
+            except DataFormatError:
+                without_pool.append(lang)
+        if without_pool and c.targets is not None:
+            raise ValueError(f"--targets: {', '.join(without_pool)} ha{'s' if len(without_pool) == 1 else 've'} "
+                             f"no split to draw {c.task} shots from (neither train nor dev)")
+        if without_pool:
+            logger.info("skipping %s: no split to draw shots from", ", ".join(without_pool))
+        targets = tuple(lang for lang in candidates if lang not in without_pool)
+        if not targets:
+            raise ValueError(f"--targets: no {c.task} language besides {c.source} has data to draw shots from")
+        return targets
 
     def _cached(self, key, make):
         if key not in self._cache:

@@ -236,3 +236,19 @@ def test_a_redone_cell_reproduces_even_right_after_training_the_source_model(tin
     again = make_runner(config, model)
     again.run()
     assert sorted((r["language"], r["metric"], r["value"]) for r in again.store.results()) == scores
+
+
+def test_targets_without_a_shot_pool(tiny_setup, tmp_path):
+    # tt has only a test split: zero-shot can evaluate it, few-shot methods cannot draw shots
+    data, model = tiny_setup
+    H.write_tsv(data / "udpos" / "tt" / "test.tsv", H.sentences("tt", 8, 0))
+    try:
+        with pytest.raises(ValueError, match="--targets: tt has no split to draw pos shots from"):
+            make_runner(make_config(data, tmp_path, targets="xx,tt"), model)
+        everything = make_runner(make_config(data, tmp_path / "a", targets="all"), model)
+        assert everything.targets == ("dd", "hh", "xx", "yy")  # tt skipped, as the paper skips such languages
+        zero = make_runner(make_config(data, tmp_path / "b", targets="all", methods="zero-shot"), model)
+        assert "tt" in zero.targets
+    finally:
+        (data / "udpos" / "tt" / "test.tsv").unlink()
+        (data / "udpos" / "tt").rmdir()
