@@ -301,7 +301,9 @@ class Runner:
                        "oracle_languages": list(job.oracle_languages), "selection": job.selection}
             else:
                 outcome = None
-                run = {**record_base, "steps": 0, "selected_step": source_info["selected_step"], "curve": [],
+                # zero-shot: the source model as it is (its steps and selection; its cost in source_train_seconds)
+                run = {**record_base, "steps": source_info["steps"], "selected_step": source_info["selected_step"],
+                       "curve": [],
                        "surgery_counters": None, "train_seconds": 0.0, "eval_seconds": 0.0,
                        "shot_languages": [], "oracle_languages": [], "selection": "source model"}
             runs.append(run)

@@ -1,6 +1,7 @@
 """The methods as strategies (methods.plan_jobs) and as the runner executes them, on tiny
 POS files and a tiny random XLM-R: what each method trains, where it starts, how it selects,
 which shots it sees, and resuming."""
+import json
 import sys
 import types
 from pathlib import Path
@@ -189,6 +190,10 @@ def test_every_method_runs_and_resumes(tiny_setup, tmp_path, monkeypatch):
     assert source_info.exists()
     zero = [r for r in results if r["method"] == "zero-shot"]
     assert {r["k"] for r in zero} == {0}
+    source = json.loads(source_info.read_text())
+    assert source["steps"] == 2 * 6  # 48 English sentences / batch 8, 2 epochs
+    assert {(r["steps"], r["selected_step"]) for r in zero} == {(source["steps"], source["selected_step"])}
+    assert all(r["source_train_seconds"] == source["train_seconds"] for r in zero)
 
     # resuming: nothing to do, nothing trained
     before = sorted(map(str, results))
