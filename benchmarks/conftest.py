@@ -32,6 +32,8 @@ def pytest_addoption(parser):
     group.addoption("--threads", type=int, default=2, help="CPU intra-op threads (default 2)")
     group.addoption("--gram-sets", default="2,4,8", help="numbers of gradient sets for the gram cases (default 2,4,8)")
     group.addoption("--budget", type=float, default=None, help="seconds of timed rounds per case (default 8, quick 1)")
+    group.addoption("--gram-max-params", type=float, default=150e6,
+                    help="run gram only for sizes up to this many parameters (default 150e6: 8 sets of XLM-R base are 8.9 GB)")
 
 
 def _sizes(config):

@@ -327,6 +327,22 @@ def write_plot(summary: dict, path: Path) -> bool:
     return True
 
 
+README_START = "<!-- results:start (written by benchmarks/run.py) -->"
+README_END = "<!-- results:end -->"
+
+
+def update_readme(readme: Path, summary: dict, results_link: str = "results/results.md") -> None:
+    """Replace the text between README_START and README_END with the latest tables."""
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{readme}: no '{README_START}' ... '{README_END}' section to write the results into")
+    tables = to_markdown(summary).split("\n", 2)[2]  # without the "# sgs-ext benchmark results" title
+    tables = tables.replace("\n## ", "\n### ")
+    body = f"{README_START}\n(from [{results_link}]({results_link}); plot: [results/results.png](results/results.png))\n\n{tables.strip()}\n{README_END}"
+    _write_text(readme, text[:start] + body + text[end + len(README_END):])
+
+
 def write_all(summary: dict, out_dir: Path) -> List[Path]:
     out_dir = Path(out_dir)
     written = [out_dir / "results.json", out_dir / "results.md"]

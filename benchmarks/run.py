@@ -10,7 +10,8 @@ Steps, each in its own process so memory is returned between them:
   2. the training-step benchmark (test_train_step_bench.py),
   3. peak extra memory of every variant at every size (quick: the largest), one fresh
      process each (memory.py),
-  4. results.json, results.md and results.png in --out, the raw data in --out/raw.
+  4. results.json, results.md and results.png in --out, the raw data in --out/raw;
+     a full run into the default folder also rewrites the tables in benchmarks/README.md.
 
 On a shared machine, --wait-load 0.5 waits (up to --wait-max seconds) for the
 1-minute load average to drop below 0.5 before starting.
@@ -30,7 +31,7 @@ if str(REPO) not in sys.path:  # after site-packages, so an installed sgs_ext wi
     sys.path.append(str(REPO))
 
 from benchmarks.memory import expected_total_bytes  # noqa: E402
-from benchmarks.report import summarize, load_cases, write_all  # noqa: E402
+from benchmarks.report import load_cases, summarize, update_readme, write_all  # noqa: E402
 from benchmarks.shapes import FULL_SIZES, QUICK_SIZES, model_shapes, num_params, parse_sizes  # noqa: E402
 from benchmarks.timing import available_bytes  # noqa: E402
 from benchmarks.variants import GRAM_VARIANTS, SURGERY_VARIANTS  # noqa: E402
@@ -78,7 +79,7 @@ def run_pytest(files, json_path: Path, args, extra=()) -> None:
     cmd = [sys.executable, "-m", "pytest", *[str(HERE / f) for f in files], "-q", "-p", "no:cacheprovider",
            f"--benchmark-json={json_path}", "--benchmark-columns=min,median,rounds", "--benchmark-sort=name",
            "--benchmark-disable-gc", f"--device={args.device}", f"--threads={args.threads}", f"--gram-sets={args.gram_sets}",
-           *extra]
+           f"--gram-max-params={args.gram_max_params}", *extra]
     if args.quick:
         cmd.append("--quick")
     if args.budget is not None:
@@ -97,6 +98,8 @@ def measure_memory(sizes, args) -> list:
     for size in sizes:
         numel = num_params(model_shapes(size))
         for op, variant, num_sets in jobs:
+            if op == "gram" and ("gram" in args.skip or numel > args.gram_max_params):
+                continue
             need = expected_total_bytes(op, variant, numel, num_sets)
             if need * 1.1 > available_bytes(args.device):
                 print(f"memory: skip {op} {variant} {size} L={num_sets}: needs ~{need / 2**30:.1f} GiB", flush=True)
@@ -118,6 +121,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU intra-op threads (default 2)")
     parser.add_argument("--gram-sets", default="2,4,8", help="numbers of gradient sets for gram (default 2,4,8)")
     parser.add_argument("--budget", type=float, help="seconds of timed rounds per case (default 8; quick 1)")
+    parser.add_argument("--gram-max-params", type=float, default=150e6,
+                        help="gram only for sizes up to this many parameters (default 150e6)")
     parser.add_argument("--skip", default="", help="comma-separated steps to skip: gram, train, memory")
     parser.add_argument("--out", type=Path, help="output folder (default benchmarks/results, quick: benchmarks/results/quick)")
     parser.add_argument("--wait-load", type=float, help="wait until the 1-minute load average is below this")
@@ -148,6 +153,7 @@ def main(argv=None) -> None:
 
     memory = None
     if "memory" not in skip:
+        args.skip = skip
         memory = measure_memory(sizes[-1:] if args.quick else sizes, args)  # quick: the largest size only
         (raw / "memory.json").write_text(json.dumps(memory, indent=1) + "\n")
     (raw / "machine.json").write_text(json.dumps(machine, indent=1) + "\n")
@@ -155,6 +161,9 @@ def main(argv=None) -> None:
     summary = summarize(load_cases(sorted(raw.glob("bench-*.json"))), memory, machine)
     for path in write_all(summary, out):
         print(f"wrote {path}")
+    if out == (HERE / "results").resolve() and not args.quick:  # the default full run: README shows its tables
+        update_readme(HERE / "README.md", summary)
+        print(f"updated {HERE / 'README.md'}")
     missed = [t for t in summary["targets"] if not t["met"]]
     for t in summary["targets"]:
         value = "not measured" if t["value"] is None else f"{t['value']:.2f}"

@@ -20,6 +20,9 @@ def gram_sets(size, device, pytestconfig):
     """(flat buffers, lists of views) of as many sets as the largest L asks for."""
     max_sets = max(int(s) for s in pytestconfig.getoption("--gram-sets").split(","))
     shapes = model_shapes(size)
+    limit = pytestconfig.getoption("--gram-max-params")
+    if num_params(shapes) > limit:
+        pytest.skip(f"gram runs for sizes up to {limit:.3g} parameters (--gram-max-params); {size} has {num_params(shapes)}")
     skip_unless_fits(max_sets * num_params(shapes) * 4, device, f"{max_sets} {size} gradient sets")
     yield make_sets(shapes, max_sets, device=device)
 

@@ -227,3 +227,20 @@ def test_report_rejects_foreign_json(tmp_path):
     bad.write_text(json.dumps({"benchmarks": [{"name": "x", "extra_info": {}, "stats": {}}]}))
     with pytest.raises(ValueError, match=r"other.json: benchmark 0 \(x\) has no extra_info\['kind'\]"):
         report.load_cases([bad])
+
+
+def test_update_readme_replaces_only_the_results_section(tmp_path):
+    path, memory = _fake_results(tmp_path)
+    summary = report.summarize(report.load_cases([path]), memory, {"cpu": "test cpu", "cores": 2})
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Intro\n\ntext before\n\n{report.README_START}\nold tables\n{report.README_END}\n\ntext after\n")
+    report.update_readme(readme, summary)
+    text = readme.read_text()
+    assert text.startswith("# Intro\n\ntext before\n\n") and text.endswith("\n\ntext after\n")
+    assert "old tables" not in text
+    assert "### Targets (CPU, 2 threads, 100M parameters and above)" in text
+    assert text.count(report.README_START) == 1 and text.count(report.README_END) == 1
+
+    readme.write_text("no markers here\n")
+    with pytest.raises(ValueError, match="README.md: no '<!-- results:start"):
+        report.update_readme(readme, summary)
