@@ -209,7 +209,10 @@ def train(
     if surgery is not None:
         if not oracle_batches:
             raise ValueError(f"{desc}: gradient surgery needs oracle batches")
-        surgeon = _surgery_class()(params, alpha=surgery.alpha, mode=surgery.mode, seed=seed)
+        from sgs_ext import StochasticGradientSurgery
+
+        # per-micro-batch surgery (the published code) projects the *running* accumulated gradient
+        surgeon = StochasticGradientSurgery(params, alpha=surgery.alpha, mode=surgery.mode, seed=seed)
         oracle_on_device = {lang: to_device(batch, device) for lang, batch in oracle_batches.items()}
         oracle_rng = IsolatedRNG(seed, device)
         closures = {lang: (lambda b=batch: oracle_rng.run(lambda: model(**b).loss))
@@ -328,16 +331,6 @@ class IsolatedRNG:
             if self.cuda:
                 self.cuda_state = torch.cuda.get_rng_state(self.device)
         return out
-
-
-def _surgery_class():
-    """``sgs_ext.StochasticGradientSurgery`` (from ``sgs_ext.surgery`` if the package does not re-export it)."""
-    import sgs_ext
-
-    cls = getattr(sgs_ext, "StochasticGradientSurgery", None)
-    if cls is None:
-        from sgs_ext.surgery import StochasticGradientSurgery as cls
-    return cls
 
 
 def _float(value):
