@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-every", type=int, default=None,
                    help="evaluate on the English dev set every N steps to select one-step and source checkpoints "
                         "(paper: 100; demo: 20)")
+    g.add_argument("--source-selection", choices=("source-dev", "last"), default=None,
+                   help="checkpoint of the source model and the one-step methods: the best on the English dev set "
+                        "(paper; default) or the last (the paper's choice for TyDiQA, its default there)")
     g.add_argument("--eval-batch-size", type=int, default=None, help="evaluation batch size (default 64)")
     g = p.add_argument_group("gradient surgery")
     g.add_argument("--alpha", type=float, default=None, help="probability of a surgery step (paper: NER/POS 1, TyDiQA/XNLI 0.1)")

@@ -211,6 +211,15 @@ class Runner:
                              weight_decay=c.weight_decay, adam_eps=c.adam_eps, max_grad_norm=c.max_grad_norm,
                              max_steps=c.max_steps)
 
+    def source_dev_selector(self) -> Selector | None:
+        """Selection of source-trained and one-step models: best on the English dev set every
+        ``--eval-every`` steps, or None (the last checkpoint) with ``--source-selection last``."""
+        if self.config.source_selection == "last":
+            return None
+        dev = self.source_dev()
+        return Selector(lambda m: self.primary_score(m, dev), every=self.config.eval_every,
+                        name=f"{self.config.source}-dev")
+
     def source_model_dir(self, seed: int) -> Path:
         return self.out / "source_models" / self.config.task / f"seed{seed}"
 
@@ -231,9 +240,7 @@ class Runner:
             model.load_state_dict(state, strict=False)
             return model, read_json(result_path)
         logger.info("source model for seed %d: training on %s", seed, self.config.source)
-        dev = self.source_dev()
-        selector = Selector(lambda m: self.primary_score(m, dev), every=self.config.eval_every,
-                            name=f"{self.config.source}-dev")
+        selector = self.source_dev_selector()
         result = train(model, MixedSet([self.source_train_set()]), self.optim_settings(batch="config", k=None),
                        seed=seed, device=self.config.device, selector=selector, progress=self.config.progress,
                        desc=f"source seed{seed}")
@@ -297,8 +304,11 @@ class Runner:
             model.to(c.device)
             if job.trains:
                 outcome = self.train_job(model, job, k, seed, desc=f"{key.method} k{k} s{seed} {job.name}")
+                selection = job.selection
+                if selection == M.SELECT_SOURCE_DEV and c.source_selection == "last":
+                    selection = M.SELECT_LAST
                 run = {**record_base, **outcome.to_dict(), "shot_languages": list(job.shot_languages),
-                       "oracle_languages": list(job.oracle_languages), "selection": job.selection}
+                       "oracle_languages": list(job.oracle_languages), "selection": selection}
             else:
                 outcome = None
                 # zero-shot: the source model as it is (its steps and selection; its cost in source_train_seconds)
@@ -335,8 +345,7 @@ class Runner:
         settings = self.optim_settings(batch=job.batch, k=k)
         selector = None
         if job.selection == M.SELECT_SOURCE_DEV:
-            dev = self.source_dev()
-            selector = Selector(lambda mdl: self.primary_score(mdl, dev), every=c.eval_every, name=f"{c.source}-dev")
+            selector = self.source_dev_selector()
         elif job.selection == M.SELECT_TARGET_DEV:
             lang = job.selection_language
             dev = self.target_dev(lang, self.shot_uids(lang, k, seed))

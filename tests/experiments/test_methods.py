@@ -257,3 +257,15 @@ def test_targets_without_a_shot_pool(tiny_setup, tmp_path):
     finally:
         (data / "udpos" / "tt" / "test.tsv").unlink()
         (data / "udpos" / "tt").rmdir()
+
+
+def test_source_selection_last_keeps_the_final_checkpoints(tiny_setup, tmp_path, monkeypatch):
+    data, model = tiny_setup
+    runner = make_runner(make_config(data, tmp_path, methods="zero-shot,naive-mix-train", source_selection="last"),
+                         model)
+    spy = Spy(monkeypatch, runner)
+    runner.run()
+    assert [t["selector"] for t in spy.trained] == [None, None]
+    for r in runner.store.results():
+        assert r["selected_step"] == r["steps"]
+    assert {r["selection"] for r in runner.store.runs() if r["method"] == "naive-mix-train"} == {"last"}

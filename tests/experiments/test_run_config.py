@@ -53,6 +53,8 @@ def test_paper_preset_with_xlmr_uses_the_paper_settings(run_module, tmp_path):
     t = resolve(run_module, "--preset", "paper", "--task", "tydiqa", "--model", "xlm-roberta-base", data_dir=tmp_path)
     assert (t.lr, t.micro_batch_size, t.grad_accum_steps, t.epochs, t.max_seq_length, t.alpha, t.warmup_steps,
             t.weight_decay) == (3e-5, 8, 4, 60.0, 384, 0.1, 500, 1e-4)
+    assert t.source_selection == "last"  # the paper keeps TyDiQA's final model
+    assert c.source_selection == "source-dev"
     x = resolve(run_module, "--preset", "paper", "--task", "xnli", "--model", "xlm-roberta-base", data_dir=tmp_path)
     assert x.alpha == 0.1
 
@@ -87,6 +89,7 @@ def test_targets_all_means_every_language(run_module, tmp_path):
     (["--language-set", "sw"], "--language-set: sw not among --targets"),
     (["--device", "tpu"], "--device: expected cpu or cuda"),
     (["--eval-every", "0"], "--eval-every must be >= 1"),
+    (["--lr", "-1"], "--lr must be positive"),
 ])
 def test_bad_values_are_named(run_module, tmp_path, argv, message):
     with pytest.raises(ValueError, match=message):
