@@ -131,3 +131,14 @@ def test_cli_reports_bad_flags_as_usage_errors(run_module, capsys):
         run_module.main(["--k", "0", "--report-only"])
     assert err.value.code == 2
     assert "--k: K must be >= 1" in capsys.readouterr().err
+
+
+def test_report_only_rebuilds_reports_without_running(run_module, tmp_path, capsys):
+    from transfer.results import CellKey, ResultStore
+
+    out = tmp_path / "out"
+    ResultStore(out).record_cell(CellKey("pos", "ord-fs", 5, 1), [
+        {"task": "pos", "method": "ord-fs", "k": 5, "seed": 1, "language": "hi", "metric": "f1", "value": 70.0}], [])
+    assert run_module.main(["--report-only", "--output-dir", str(out), "--data-dir", str(tmp_path)]) == 0
+    assert "| 5 | ord-fs | 70.00 (n=1) |" in capsys.readouterr().out
+    assert (out / "summary.md").exists() and not (out / "source_models").exists()
