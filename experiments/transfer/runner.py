@@ -25,9 +25,6 @@ import random
 import time
 from pathlib import Path
 
-import torch
-from torch.utils.data import Dataset
-
 from . import methods as M
 from .config import RunConfig
 from .results import CellKey, ResultStore, atomic_path, atomic_write_json, check_run_config, read_json
