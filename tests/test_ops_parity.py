@@ -73,6 +73,19 @@ def test_gram_matches_reference(dtype, num_sets, sizes, seed):
     assert err <= 1e-5 if dtype != torch.float64 else err <= 1e-12
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_reductions_are_exact_to_float32_rounding(dtype):
+    """Accumulating in float64 leaves only the float32 rounding of the result."""
+    sizes = [354_853, 1000, 70_000]
+    sets = [random_list(sizes, dtype, s) for s in range(3)]
+    exact = reference.gram([[t.double() for t in s] for s in sets])
+    scale = torch.sqrt(exact.diagonal()[:, None] * exact.diagonal()[None, :])
+    assert float(((sgs_ext.gram(sets).double() - exact).abs() / scale).max()) < 1e-7
+    stats = sgs_ext.dot_norm(sets[0], sets[1]).double()
+    assert abs(float(stats[0]) - float(exact[0, 1])) / float(scale[0, 1]) < 1e-7
+    assert abs(float(stats[1]) / float(exact[1, 1]) - 1) < 1e-7
+
+
 def test_mixed_dtypes_across_parameters():
     sizes = [1000, 70_000, 33]
     dtypes = [torch.float32, torch.bfloat16, torch.float64]
