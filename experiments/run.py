@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (default: torch's choice, one per core); on a busy shared machine "
                         "1 can be several times faster than oversubscribed OpenMP threads")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--save-models", action="store_true",
+                   help="keep every trained job's selected model (its trainable parameters) in "
+                        "models/<task>/<method>/k<K>/seed<S>/<job>/, for analyze.py heatmap and interpolate")
     g.add_argument("--report-only", action="store_true", help="only rebuild the reports from the output dir's records")
     return p
 

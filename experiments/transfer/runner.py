@@ -34,6 +34,18 @@ logger = logging.getLogger(__name__)
 
 SOURCE_STATE_FILE = "trained_state.safetensors"
 SOURCE_RESULT_FILE = "train_result.json"
+MODELS_DIR = "models"  # --save-models: models/<task>/<method>/k<K>/seed<S>/<job>/
+
+
+def save_trained_state(folder: Path, model, info: dict) -> None:
+    """The model's trainable parameters (safetensors) and ``info`` (JSON), each written atomically."""
+    from safetensors.torch import save_file
+
+    state = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / SOURCE_STATE_FILE, suffix=".safetensors") as tmp:
+        save_file(state, str(tmp))
+    atomic_write_json(folder / SOURCE_RESULT_FILE, info)
 
 
 def cap(examples: list, n: int | None, seed: int = 0) -> list:
@@ -222,7 +234,7 @@ class Runner:
 
     def source_model(self, seed: int):
         """A fresh copy of the seed's source model, trained now if it is not cached yet."""
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import load_file
 
         folder = self.source_model_dir(seed)
         state_path, result_path = folder / SOURCE_STATE_FILE, folder / SOURCE_RESULT_FILE
@@ -241,12 +253,8 @@ class Runner:
         result = train(model, MixedSet([self.source_train_set()]), self.optim_settings(batch="config", k=None),
                        seed=seed, device=self.config.device, selector=selector, progress=self.config.progress,
                        desc=f"source seed{seed}")
-        state = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(state_path, suffix=".safetensors") as tmp:
-            save_file(state, str(tmp))
         info = {"task": self.config.task, "seed": seed, "model": self.config.model, **result.to_dict()}
-        atomic_write_json(result_path, info)
+        save_trained_state(folder, model, info)
         return model, info
 
     # ------------------------------------------------------------------ cells
@@ -306,6 +314,9 @@ class Runner:
                     selection = M.SELECT_LAST
                 run = {**record_base, **outcome.to_dict(), "shot_languages": list(job.shot_languages),
                        "oracle_languages": list(job.oracle_languages), "selection": selection}
+                if c.save_models:
+                    folder = self.out / MODELS_DIR / key.task / key.method / f"k{k}" / f"seed{seed}" / job.name
+                    save_trained_state(folder, model, {**record_base, "model": c.model, **outcome.to_dict()})
             else:
                 outcome = None
                 # zero-shot: the source model as it is (its steps and selection; its cost in source_train_seconds)

@@ -88,7 +88,7 @@ def test_run_py_end_to_end(xtreme_dir, tmp_path, capsys):
             "--targets", ",".join(TARGETS), "--data-dir", str(xtreme_dir), "--model", str(model),
             "--output-dir", str(out), "--alpha", "1", "--lr", "1e-3", "--batch-size", "16", "--epochs", "2",
             "--adapt-epochs", "2", "--max-source-examples", "96", "--max-dev-examples", "40",
-            "--max-eval-examples", "40", "--eval-every", "3", "--no-progress"]
+            "--max-eval-examples", "40", "--eval-every", "3", "--no-progress", "--save-models"]
     assert run.main(argv) == 0
     printed = capsys.readouterr().out
     assert "| K | method | xnli accuracy |" in printed
@@ -135,6 +135,17 @@ def test_run_py_end_to_end(xtreme_dir, tmp_path, capsys):
     for method in METHODS:
         assert f"| {method} |" in summary
     assert list((out / "source_models" / "xnli" / "seed1").iterdir())
+
+    # --save-models: every trained job's selected model, where the analyses look for it
+    from transfer.analysis.checkpoints import cell_model_dir, checkpoint_format
+
+    trained = [("gradient-mix-train", "all"), ("naive-mix-train", "all"), ("mix-ft", "all")]
+    trained += [(m, lang) for m in ("ord-fs", "ord-fs-dev") for lang in TARGETS]
+    for method, job in trained:
+        folder = cell_model_dir(out, "xnli", method, 5, 1, job)
+        assert checkpoint_format(folder) == "state", folder
+        assert json.loads((folder / "train_result.json").read_text())["method"] == method
+    assert not (out / "models" / "xnli" / "zero-shot").exists()  # nothing trained: nothing saved
     assert not list(out.rglob(".*.tmp"))  # no temporary file left behind
 
     # a second run resumes: every cell is finished, nothing is trained again
