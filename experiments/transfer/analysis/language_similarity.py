@@ -26,7 +26,7 @@ feature names).
 from __future__ import annotations
 
 import csv
-import importlib.util
+import importlib.metadata
 import json
 import math
 from functools import lru_cache
@@ -53,12 +53,17 @@ FEATURES = tuple(LANG2VEC_SETS)
 
 
 def lang2vec_data_dir() -> Path:
-    spec = importlib.util.find_spec("lang2vec")
-    if spec is None or not spec.submodule_search_locations:
+    # Found through the installed distribution, not find_spec("lang2vec"): the wheel also
+    # installs a script bin/lang2vec.py, which shadows the package wherever bin/ is on sys.path
+    # (as under the `pytest` entry point).
+    try:
+        files = importlib.metadata.files("lang2vec") or []
+    except importlib.metadata.PackageNotFoundError:
         raise ModuleNotFoundError("lang2vec is not installed: `pip install lang2vec==1.1.2` (it ships the URIEL "
-                                  "data), or give your own similarity table with --similarity-csv")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
-    if not (folder / "letter_codes.json").is_file():
+                                  "data), or give your own similarity table with --similarity-csv") from None
+    marker = next((f for f in files if f.parts[-3:] == ("lang2vec", "data", "letter_codes.json")), None)
+    folder = Path(marker.locate()).parent if marker is not None else None
+    if folder is None or not (folder / "letter_codes.json").is_file():
         raise FileNotFoundError(f"{folder}: lang2vec's data files are missing (reinstall lang2vec==1.1.2)")
     return folder
 
