@@ -79,9 +79,18 @@ def summarize(cases: List[dict], memory: Optional[List[dict]] = None, machine: O
         if c["kind"] == "bandwidth":
             row = bandwidth.setdefault((c["group"], c["size"]), {"group": c["group"], "size": c["size"], "numel": c["numel"]})
             row[f"{c['variant']}_gbps"] = c["bytes"] / c["min_s"] / 1e9
-    for row in bandwidth.values():
+    probe_times: Dict[tuple, dict] = {}
+    for c in cases:
+        if c["kind"] == "bandwidth":
+            probe_times.setdefault((c["group"], c["size"]), {})[c["variant"]] = (c["bytes"], c["min_s"])
+    for key, row in bandwidth.items():
         row["best_gbps"] = max(v for k, v in row.items() if k.endswith("_gbps"))
         row["best_probe"] = max((k for k in row if k.endswith("_gbps") and k != "best_gbps"), key=lambda k: row[k])[: -len("_gbps")]
+        # The surgery's own traffic mix, done by the probes: a read-only pass (dot)
+        # then a read-read-write pass (axpy) over the same elements.
+        t = probe_times[key]
+        if "dot" in t and "axpy" in t:
+            row["surgery_mix_gbps"] = (t["dot"][0] + t["axpy"][0]) / (t["dot"][1] + t["axpy"][1]) / 1e9
 
     ops = []
     for c in cases:
@@ -95,6 +104,11 @@ def summarize(cases: List[dict], memory: Optional[List[dict]] = None, machine: O
         bw = bandwidth.get((c["group"], c["size"]))
         row["bandwidth_gbps"] = bw["best_gbps"] if bw else None
         row["fraction_of_bandwidth"] = row["gbps"] / bw["best_gbps"] if bw else None
+        # The probe with the op's own mix of reads and writes: dot + axpy for
+        # surgery, dot (read-only) for the reductions.
+        matched = (bw.get("surgery_mix_gbps") if c["kind"] == "surgery" else bw.get("dot_gbps")) if bw else None
+        row["matched_bandwidth_gbps"] = matched
+        row["fraction_of_matched_bandwidth"] = row["gbps"] / matched if matched else None
         mem = memory_by_key.get(_memory_key(c["kind"], c["variant"], c["size"], row["num_sets"]))
         row["peak_extra_bytes"] = mem["peak_extra_bytes"] if mem else None
         ops.append(row)
@@ -128,6 +142,7 @@ def summarize(cases: List[dict], memory: Optional[List[dict]] = None, machine: O
             "time": "fastest of N rounds (pytest-benchmark pedantic, 1 call per round); median shown beside it",
             "traffic_bytes_per_param_fp32": {"surgery": 20, "dot_norm": 8, "gram": "4 per set"},
             "bandwidth": "best of copy, dot, axpy (STREAM-like, no write-allocate counted) on the same buffers, same run",
+            "matched_bandwidth": "surgery: (dot + axpy bytes) / (dot + axpy time); dot_norm, gram: the dot probe",
             "memory": (memory[0]["method"] if memory else "not measured"),
         },
     }
@@ -153,8 +168,13 @@ def evaluate_targets(ops: List[dict]) -> List[dict]:
             "speed-up" if naive else "naive variant not measured")
         add("fused vs best pure-PyTorch surgery", best["min_s"] / fused["min_s"] if best else None, TARGET_VS_BEST_PYTORCH,
             f"speed-up over {best['variant']}" if best else "no pure-PyTorch variant measured")
-        add("fused fraction of measured bandwidth", fused["fraction_of_bandwidth"], TARGET_FRACTION_OF_BANDWIDTH,
-            f"{fused['gbps']:.2f} of {fused['bandwidth_gbps']:.2f} GB/s" if fused["bandwidth_gbps"] else "no probe")
+        detail = "no probe"
+        if fused["bandwidth_gbps"]:
+            detail = f"{fused['gbps']:.2f} of {fused['bandwidth_gbps']:.2f} GB/s, the best probe"
+            if fused["matched_bandwidth_gbps"]:
+                detail += (f"; {100 * fused['fraction_of_matched_bandwidth']:.0f}% of the dot+axpy probe's "
+                           f"{fused['matched_bandwidth_gbps']:.2f} GB/s")
+        add("fused fraction of measured bandwidth", fused["fraction_of_bandwidth"], TARGET_FRACTION_OF_BANDWIDTH, detail)
     return targets
 
 
@@ -242,12 +262,17 @@ def to_markdown(summary: dict) -> str:
     bw = summary.get("bandwidth", [])
     if bw:
         lines += ["## Memory bandwidth (STREAM-like probe)", "",
-                  "| bytes of | size | params | copy GB/s | dot GB/s | axpy GB/s | bandwidth used |", "|---|---|---|---|---|---|---|"]
+                  "The bandwidth each variant is compared with is the best probe; \"dot+axpy\" is the surgery's own mix "
+                  "(a read-only pass, then a read-read-write pass) done by the probes.", "",
+                  "| bytes of | size | params | copy GB/s | dot GB/s | axpy GB/s | best (bandwidth used) | dot+axpy GB/s |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in bw:
             lines.append(f"| {r['group']} | {r['size']} | {_params(r['numel'])} | {_fmt(r.get('copy_gbps'), '.2f')} | "
-                         f"{_fmt(r.get('dot_gbps'), '.2f')} | {_fmt(r.get('axpy_gbps'), '.2f')} | {r['best_gbps']:.2f} ({r['best_probe']}) |")
+                         f"{_fmt(r.get('dot_gbps'), '.2f')} | {_fmt(r.get('axpy_gbps'), '.2f')} | {r['best_gbps']:.2f} ({r['best_probe']}) | "
+                         f"{_fmt(r.get('surgery_mix_gbps'), '.2f')} |")
         lines.append("")
 
+    matched_name = {"surgery": "dot+axpy", "dot_norm": "dot probe", "gram": "dot probe"}
     titles = {"surgery": "Surgery (dot_norm + projection, 20 B/param)", "dot_norm": "dot_norm (statistics only, 8 B/param)",
               "gram": "gram (L sets, 4·L B/param)"}
     for kind in ("surgery", "dot_norm", "gram"):
@@ -256,13 +281,15 @@ def to_markdown(summary: dict) -> str:
             continue
         lead = "| size | params | L | variant |" if kind == "gram" else "| size | params | variant |"
         lines += [f"## {titles[kind]}", "",
-                  lead + " min ms | median ms | GB/s | % of bandwidth | speed-up vs naive | peak extra memory |",
-                  "|" + "---|" * (lead.count("|") - 1 + 6)]
+                  lead + f" min ms | median ms | GB/s | % of bandwidth | % of {matched_name[kind]} | speed-up vs naive | peak extra memory |",
+                  "|" + "---|" * (lead.count("|") - 1 + 7)]
         for r in rows:
             first = f"| {r['size']} | {_params(r['numel'])} |" + (f" {r['num_sets']} |" if kind == "gram" else "")
             frac = None if r["fraction_of_bandwidth"] is None else 100 * r["fraction_of_bandwidth"]
+            mfrac = None if r.get("fraction_of_matched_bandwidth") is None else 100 * r["fraction_of_matched_bandwidth"]
             lines.append(f"{first} {r['variant']} | {_fmt_time(r['min_s'])} | {_fmt_time(r['median_s'])} | {r['gbps']:.2f} | "
-                         f"{_fmt(frac, '.0f')}% | {_fmt(r['speedup_vs_naive'], '.1f')}× | {_fmt_bytes(r['peak_extra_bytes'])} |")
+                         f"{_fmt(frac, '.0f')}% | {_fmt(mfrac, '.0f')}% | {_fmt(r['speedup_vs_naive'], '.1f')}× | "
+                         f"{_fmt_bytes(r['peak_extra_bytes'])} |")
         lines.append("")
 
     steps = summary.get("train_step", [])

@@ -182,6 +182,9 @@ def test_report_summarizes_and_judges_the_targets(tmp_path):
     assert fused["gbps"] == pytest.approx(10.0)
     assert fused["bandwidth_gbps"] == pytest.approx(10.0)  # best probe: dot
     assert fused["fraction_of_bandwidth"] == pytest.approx(1.0)
+    # dot+axpy probes: 8n + 12n bytes in 0.08 + 0.15 s
+    assert fused["matched_bandwidth_gbps"] == pytest.approx(20 * 0.1 / 0.23)
+    assert fused["fraction_of_matched_bandwidth"] == pytest.approx(10.0 / (2.0 / 0.23))
     assert fused["speedup_vs_naive"] == pytest.approx(12.0)
     naive = next(o for o in summary["ops"] if o["kind"] == "surgery" and o["variant"] == "naive")
     assert naive["peak_extra_bytes"] == 3 * 4 * 100_000_000
