@@ -11,9 +11,12 @@ trains on two CPU cores.  A step of each kind:
 
 The surgery steps always project (the statistics' dot product is forced
 negative), the most expensive case; the step with alpha < 1 or without a
-conflict costs less.  The surgery's share of a step is
-``(t[surgery_<v>] - t[oracle_only]) / t[surgery_<v>]``.
+conflict costs less.  Whole steps vary by a few percent from one to the next,
+more than a fused surgery costs, so each step also times its surgery call
+alone (``step.surgery_seconds``); the surgery's share of a step is that time
+over the step's time.
 """
+import time
 from dataclasses import dataclass
 from typing import Callable, Dict
 
@@ -88,13 +91,20 @@ def make_step(kind: str, cfg: StepConfig, device: str = "cpu", seed: int = 0) ->
             optimizer.zero_grad(set_to_none=False)
         backward(*train_batch)
         if variant is not None:
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
             grads = [p.grad for p in params]
             stats = variant.dot_norm(grads, oracle_grads)
             forced = torch.stack([-stats[0].abs() - 1e-6, stats[1], stats[2]])  # always conflict
             variant.project_(grads, oracle_grads, forced)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            step.surgery_seconds.append(time.perf_counter() - start)
         optimizer.step()
 
     step.num_params = sum(p.numel() for p in params)
+    step.surgery_seconds = []
     return step
 
 

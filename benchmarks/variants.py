@@ -1,7 +1,8 @@
 """The ways of doing gradient surgery (and gram) that the benchmarks compare.
 
-Every variant computes exactly what ``sgs_ext.reference`` computes (checked by
-``tests/test_benchmark_variants.py``), on the same Python lists of tensors:
+Every variant computes what ``sgs_ext.reference`` computes, to rounding
+(checked by ``tests/test_benchmark_variants.py``), on the same Python lists of
+tensors:
 
 - ``naive``    the paper's way: ``torch.cat`` both lists into flat vectors,
                compute there, copy the result back (``sgs_ext.reference``).
