@@ -45,7 +45,7 @@ EXPECTED_EXTRA_COPIES = {
 
 def expected_extra_copies(op: str, variant: str, num_sets: int = 2) -> int:
     if op == "gram":
-        return 2 * num_sets if variant == "naive" else 0  # L flat sets, then their stack
+        return num_sets if variant == "naive" else 0  # one flat copy of every set
     return EXPECTED_EXTRA_COPIES.get((op, variant), 0)
 
 

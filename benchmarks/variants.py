@@ -163,7 +163,7 @@ def pairwise_loop_gram(sets: Sequence[Tensors]) -> torch.Tensor:
 
 
 GRAM_VARIANTS: Dict[str, Callable[[Sequence[Tensors]], torch.Tensor]] = {
-    "naive": reference.gram,  # torch.cat every set, stack, one matmul
+    "naive": reference.gram,  # torch.cat every set, then torch.dot per pair of flat vectors
     "pairwise_loop": pairwise_loop_gram,
     "fused": sgs_ext.gram,
 }
