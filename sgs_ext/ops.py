@@ -4,9 +4,11 @@ Every op takes Python lists of tensors, one tensor per parameter.  The two
 lists of an op must match tensor for tensor in shape, dtype and device; the
 dtypes may differ from one parameter to the next (float32, float64, float16,
 bfloat16).  Statistics are float64 when every tensor is float64 and float32
-otherwise; reductions accumulate in float64 on the CPU (float32 per thread,
-float64 across threads on CUDA) in a fixed order, so results do not depend
-on the number of threads.
+otherwise.  Reductions accumulate in a fixed order, so results do not depend
+on the number of threads: on the CPU float32 products are summed in float32
+vector lanes of 4 products and everything beyond that in float64 (float64 and
+16-bit inputs in float64 throughout); on CUDA in float32 per thread and float64
+across threads and blocks.
 """
 from typing import Iterable, List, Sequence
 

@@ -22,6 +22,7 @@
 #include <cstring>
 
 #include "common/surgery_math.h"
+#include "cpu/chunk_loop.h"
 #include "cpu/cpu_kernels.h"
 
 namespace sgs {
@@ -167,16 +168,9 @@ inline void dot_norm_span(const bf16_t* t, const bf16_t* o, int64_t n, double* o
 
 void dot_norm_chunks(const TensorRef* train, const TensorRef* oracle, const Chunk* chunks, int64_t begin,
                      int64_t end, double* partials) {
-  for (int64_t c = begin; c < end; ++c) {
-    const Chunk& ch = chunks[c];
-    const TensorRef& t = train[ch.tensor];
-    const TensorRef& o = oracle[ch.tensor];
-    dispatch_dtype(t.dtype, t.data, [&](auto* tp) {
-      using T = std::remove_pointer_t<decltype(tp)>;
-      const T* op = static_cast<const T*>(o.data);
-      dot_norm_span(tp + ch.offset, op + ch.offset, ch.length, partials + kNumStats * c);
-    });
-  }
+  for_each_chunk_pair(train, oracle, chunks, begin, end, [&](auto* t, auto* o, int64_t n, int64_t c) {
+    dot_norm_span(t, o, n, partials + kNumStats * c);
+  });
 }
 
 void sum_partials(const double* partials, int64_t num_chunks, int width, double* out) {

@@ -1,5 +1,6 @@
 // train -= c * oracle per chunk, on the CPU.
 #include "common/surgery_math.h"
+#include "cpu/chunk_loop.h"
 #include "cpu/cpu_kernels.h"
 
 namespace sgs {
@@ -27,16 +28,8 @@ inline void project_span(bf16_t* t, const bf16_t* o, int64_t n, double c) { proj
 
 void project_chunks(const TensorRef* train, const TensorRef* oracle, const Chunk* chunks, int64_t begin,
                     int64_t end, double coefficient) {
-  for (int64_t c = begin; c < end; ++c) {
-    const Chunk& ch = chunks[c];
-    const TensorRef& t = train[ch.tensor];
-    const TensorRef& o = oracle[ch.tensor];
-    dispatch_dtype(t.dtype, t.data, [&](auto* tp) {
-      using T = std::remove_pointer_t<decltype(tp)>;
-      const T* op = static_cast<const T*>(o.data);
-      project_span(tp + ch.offset, op + ch.offset, ch.length, coefficient);
-    });
-  }
+  for_each_chunk_pair(train, oracle, chunks, begin, end,
+                      [&](auto* t, auto* o, int64_t n, int64_t) { project_span(t, o, n, coefficient); });
 }
 
 }  // namespace cpu
