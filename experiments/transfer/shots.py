@@ -19,12 +19,12 @@ reproduce them. It is JSON, written atomically (temporary file + ``os.replace``)
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from .results import atomic_write_text
 
 MANIFEST_FORMAT = "sgs-ext shot manifest"
 MANIFEST_VERSION = 1
@@ -156,7 +156,7 @@ def write_manifest(path: str | Path, records: Iterable[ShotRecord]) -> None:
         "version": MANIFEST_VERSION,
         "shots": [by_key[key].to_json() for key in sorted(by_key)],
     }
-    _atomic_write_text(Path(path), json.dumps(payload, ensure_ascii=False, indent=1) + "\n")
+    atomic_write_text(Path(path), json.dumps(payload, ensure_ascii=False, indent=1) + "\n")
 
 
 def read_manifest(path: str | Path) -> dict[tuple[str, str, int, int], ShotRecord]:
@@ -184,20 +184,3 @@ def update_manifest(path: str | Path, records: Iterable[ShotRecord]) -> dict[tup
     merged = _collect(records, into=existing)
     write_manifest(path, merged.values())
     return merged
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
