@@ -71,7 +71,7 @@ def budget(pytestconfig):
     if seconds is None:
         seconds = 1.0 if pytestconfig.getoption("--quick") else 8.0
     quick = pytestconfig.getoption("--quick")
-    return Budget(seconds=seconds, min_rounds=3 if quick else 5, max_rounds=20 if quick else 50)
+    return Budget(seconds=seconds, min_rounds=3 if quick else 5, max_rounds=20 if quick else 200)
 
 
 @pytest.fixture(scope="session")

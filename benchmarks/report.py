@@ -7,6 +7,10 @@ the minimum is what the code can do; the median is shown beside it):
     fraction of bandwidth = GB/s / the best STREAM-like probe rate of that size
     speed-up             = fastest round of the other variant / fastest round of this one
 
+The bandwidth target is judged on the paired case (``test_fused_against_probes``:
+the fused surgery and the probes in alternating rounds) where the run has one,
+and on the separate probe cases otherwise.
+
 Re-make the report from saved raw data:
 
     python benchmarks/report.py benchmarks/results/raw/*.json --memory benchmarks/results/raw/memory.json
@@ -92,6 +96,9 @@ def summarize(cases: List[dict], memory: Optional[List[dict]] = None, machine: O
         if "dot" in t and "axpy" in t:
             row["surgery_mix_gbps"] = (t["dot"][0] + t["axpy"][0]) / (t["dot"][1] + t["axpy"][1]) / 1e9
 
+    paired = [_paired_row(c) for c in cases if c["kind"] == "paired"]
+    paired.sort(key=lambda r: _size_rank(r["size"]))
+
     ops = []
     for c in cases:
         if c["kind"] not in ("surgery", "dot_norm", "gram"):
@@ -137,20 +144,40 @@ def summarize(cases: List[dict], memory: Optional[List[dict]] = None, machine: O
         "machine": machine or {},
         "bandwidth": sorted(bandwidth.values(), key=lambda r: (r["group"], _size_rank(r["size"]))),
         "ops": ops,
+        "paired": paired,
         "train_step": train_step,
-        "targets": evaluate_targets(ops),
+        "targets": evaluate_targets(ops, paired),
         "method": {
             "time": "fastest of N rounds (pytest-benchmark pedantic, 1 call per round); median shown beside it",
             "traffic_bytes_per_param_fp32": {"surgery": 20, "dot_norm": 8, "gram": "4 per set"},
             "bandwidth": "best of copy, dot, axpy (STREAM-like, no write-allocate counted) on the same buffers, same run",
             "matched_bandwidth": "surgery: (dot + axpy bytes) / (dot + axpy time); dot_norm, gram: the dot probe",
+            "paired": "fused surgery and every probe in alternating rounds, each round right after the same restore copy; "
+                      "the bandwidth target is judged here when measured",
             "memory": (memory[0]["method"] if memory else "not measured"),
         },
     }
 
 
-def evaluate_targets(ops: List[dict]) -> List[dict]:
+def _paired_row(case: dict) -> dict:
+    """The fused surgery against the probes timed in alternating rounds with it."""
+    probes = case["probes"]
+    rates = {name: p["bytes"] / p["min_s"] / 1e9 for name, p in probes.items()}
+    best = max(rates, key=rates.get)
+    row = {k: case.get(k) for k in ("size", "numel", "device", "threads", "bytes", "min_s", "median_s", "rounds")}
+    row.update(gbps=case["bytes"] / case["min_s"] / 1e9, probe_gbps=rates, best_probe=best, bandwidth_gbps=rates[best])
+    row["fraction_of_bandwidth"] = row["gbps"] / row["bandwidth_gbps"]
+    row["surgery_mix_gbps"] = None
+    if "dot" in probes and "axpy" in probes:
+        d, a = probes["dot"], probes["axpy"]
+        row["surgery_mix_gbps"] = (d["bytes"] + a["bytes"]) / (d["min_s"] + a["min_s"]) / 1e9
+    row["fraction_of_matched_bandwidth"] = row["gbps"] / row["surgery_mix_gbps"] if row["surgery_mix_gbps"] else None
+    return row
+
+
+def evaluate_targets(ops: List[dict], paired: Optional[List[dict]] = None) -> List[dict]:
     """The issue's targets for the fused surgery on the CPU, 2 threads, >= 100M parameters."""
+    paired_by_size = {r["size"]: r for r in paired or []}
     targets = []
     for fused in ops:
         if not (fused["kind"] == "surgery" and fused["variant"] == "fused" and fused["numel"] >= TARGET_MIN_NUMEL):
@@ -169,13 +196,19 @@ def evaluate_targets(ops: List[dict]) -> List[dict]:
             "speed-up" if naive else "naive variant not measured")
         add("fused vs best pure-PyTorch surgery", best["min_s"] / fused["min_s"] if best else None, TARGET_VS_BEST_PYTORCH,
             f"speed-up over {best['variant']}" if best else "no pure-PyTorch variant measured")
+        pair = paired_by_size.get(fused["size"])
+        judged = pair or {"gbps": fused["gbps"], "bandwidth_gbps": fused["bandwidth_gbps"],
+                          "fraction_of_bandwidth": fused["fraction_of_bandwidth"], "best_probe": None,
+                          "surgery_mix_gbps": fused["matched_bandwidth_gbps"],
+                          "fraction_of_matched_bandwidth": fused["fraction_of_matched_bandwidth"]}
         detail = "no probe"
-        if fused["bandwidth_gbps"]:
-            detail = f"{fused['gbps']:.2f} of {fused['bandwidth_gbps']:.2f} GB/s, the best probe"
-            if fused["matched_bandwidth_gbps"]:
-                detail += (f"; {100 * fused['fraction_of_matched_bandwidth']:.0f}% of the dot+axpy probe's "
-                           f"{fused['matched_bandwidth_gbps']:.2f} GB/s")
-        add("fused fraction of measured bandwidth", fused["fraction_of_bandwidth"], TARGET_FRACTION_OF_BANDWIDTH, detail)
+        if judged["bandwidth_gbps"]:
+            detail = (f"{judged['gbps']:.2f} of {judged['bandwidth_gbps']:.2f} GB/s, the best probe"
+                      + (f" ({judged['best_probe']}), in alternating rounds" if pair else ", in separate cases"))
+            if judged["surgery_mix_gbps"]:
+                detail += (f"; {100 * judged['fraction_of_matched_bandwidth']:.0f}% of the dot+axpy probe's "
+                           f"{judged['surgery_mix_gbps']:.2f} GB/s")
+        add("fused fraction of measured bandwidth", judged["fraction_of_bandwidth"], TARGET_FRACTION_OF_BANDWIDTH, detail)
     return targets
 
 
@@ -274,6 +307,23 @@ def to_markdown(summary: dict) -> str:
             lines.append(f"| {r['group']} | {r['size']} | {_params(r['numel'])} | {_fmt(r.get('copy_gbps'), '.2f')} | "
                          f"{_fmt(r.get('dot_gbps'), '.2f')} | {_fmt(r.get('axpy_gbps'), '.2f')} | {r['best_gbps']:.2f} ({r['best_probe']}) | "
                          f"{_fmt(r.get('surgery_mix_gbps'), '.2f')} |")
+        lines.append("")
+
+    paired = summary.get("paired", [])
+    if paired:
+        lines += ["## Fused surgery against the probes, round by round", "",
+                  "Rounds of copy, dot, axpy and the fused surgery alternate, each right after the same restore copy, so "
+                  "all four see the same machine state and the same minutes of a noisy machine. The bandwidth target is "
+                  "judged here.", "",
+                  "| size | params | fused min ms | fused GB/s | copy GB/s | dot GB/s | axpy GB/s | % of best probe | "
+                  "% of dot+axpy | rounds |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in paired:
+            g = r["probe_gbps"]
+            mfrac = None if r["fraction_of_matched_bandwidth"] is None else 100 * r["fraction_of_matched_bandwidth"]
+            lines.append(f"| {r['size']} | {_params(r['numel'])} | {_fmt_time(r['min_s'])} | {r['gbps']:.2f} | "
+                         f"{_fmt(g.get('copy'), '.2f')} | {_fmt(g.get('dot'), '.2f')} | {_fmt(g.get('axpy'), '.2f')} | "
+                         f"{100 * r['fraction_of_bandwidth']:.0f}% ({r['best_probe']}) | {_fmt(mfrac, '.0f')}% | {r['rounds']} |")
         lines.append("")
 
     matched_name = {"surgery": "dot+axpy", "dot_norm": "dot probe", "gram": "dot probe"}

@@ -147,7 +147,7 @@ def _bench(name, seconds, **info):
             "stats": {"min": seconds, "median": seconds * 1.1, "mean": seconds * 1.2, "stddev": 0.0, "rounds": 5}}
 
 
-def _fake_results(tmp_path):
+def _fake_results(tmp_path, paired=False):
     n = 100_000_000
     common = {"group": "surgery", "size": "100M", "numel": n, "dtype": "float32", "device": "cpu", "threads": 2}
     benches = [
@@ -167,6 +167,11 @@ def _fake_results(tmp_path):
         _bench("fused step", 0.140, kind="train_step", group="train_step", size="full", numel=5_000_000,
                variant="surgery_fused", model="tiny", batch=32, oracle_batch=5, seq_len=64, surgery_median_s=0.0077),
     ]
+    if paired:  # the same surgery, but the probes in its rounds were faster than in their own cases
+        probes = {"copy": {"bytes": 8 * n, "min_s": 0.100, "median_s": 0.11, "rounds": 6},
+                  "dot": {"bytes": 8 * n, "min_s": 0.064, "median_s": 0.07, "rounds": 6},  # 12.5 GB/s
+                  "axpy": {"bytes": 12 * n, "min_s": 0.150, "median_s": 0.16, "rounds": 6}}
+        benches.append(_bench("paired", 0.200, kind="paired", variant="fused", bytes=20 * n, probes=probes, **common))
     path = tmp_path / "bench.json"
     path.write_text(json.dumps({"benchmarks": benches}))
     memory = [{"op": "surgery", "variant": "naive", "size": "100M", "num_sets": 2, "peak_extra_bytes": 3 * 4 * n,
@@ -199,6 +204,25 @@ def test_report_summarizes_and_judges_the_targets(tmp_path):
     assert step["surgery_share"] == pytest.approx(0.0077 / (0.14 * 1.1))  # surgery median / step median
 
 
+def test_report_judges_the_bandwidth_target_on_the_paired_case(tmp_path):
+    path, memory = _fake_results(tmp_path, paired=True)
+    summary = report.summarize(report.load_cases([path]), memory, {"cpu": "test cpu", "cores": 2})
+    (row,) = summary["paired"]
+    assert row["gbps"] == pytest.approx(10.0)
+    assert row["probe_gbps"] == pytest.approx({"copy": 8.0, "dot": 12.5, "axpy": 8.0})
+    assert row["best_probe"] == "dot" and row["fraction_of_bandwidth"] == pytest.approx(0.8)
+    assert row["fraction_of_matched_bandwidth"] == pytest.approx(10.0 / (2.0 / 0.214))  # 20n bytes in 0.064 + 0.150 s
+
+    targets = {t["target"]: t for t in summary["targets"]}
+    fraction = targets["fused fraction of measured bandwidth"]
+    # The separate cases alone would give 1.0 (met); the paired case is what counts.
+    assert fraction["value"] == pytest.approx(0.8) and not fraction["met"]
+    assert "alternating rounds" in fraction["detail"]
+    md = report.to_markdown(summary)
+    assert "## Fused surgery against the probes, round by round" in md
+    assert "| 100M | 100.0M | 200.0 | 10.00 | 8.00 | 12.50 | 8.00 | 80% (dot) | 107% | 5 |" in md
+
+
 def test_report_writes_valid_json_markdown_and_png(tmp_path):
     path, memory = _fake_results(tmp_path)
     summary = report.summarize(report.load_cases([path]), memory, {"cpu": "test cpu", "cores": 2})
@@ -220,6 +244,7 @@ def test_report_writes_valid_json_markdown_and_png(tmp_path):
     for table in tables:  # header, separator and rows all have the same number of columns
         assert len({line.count("|") for line in table}) == 1, table
     assert "**NO**" in md and "2 of 3 targets met" in md
+    assert "in separate cases" in md  # no paired case in this run
     assert "1.12 GiB" in md  # naive's measured peak: 3 copies of 100M floats
     assert (tmp_path / "out" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list((tmp_path / "out").glob(".*.tmp"))  # atomic writes leave no temporaries
