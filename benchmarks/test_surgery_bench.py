@@ -9,7 +9,7 @@ both once: 2 elements (8 bytes).
 Every timed round, of the probes and of the variants alike, starts right after
 the same untimed copy that restores ``train`` from a pristine copy: the
 surgery needs it (or its second round would find no conflict), and a round's
-speed depends on what ran just before it (see ``timing.py``), so all cases get
+speed can depend on what ran just before it (see ``timing.py``), so all cases get
 the same start.  ``test_fused_against_probes`` alternates the probes and the
 fused surgery round by round, so that they also see the same minutes of a
 noisy machine; the bandwidth target is judged on it.

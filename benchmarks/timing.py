@@ -6,13 +6,14 @@ untimed ``setup`` (e.g. restoring ``train`` so the surgery projects again).
 The number of rounds fits a per-case time budget, from one untimed warm-up
 call.  On CUDA each timed call ends with ``torch.cuda.synchronize()``.
 
-What runs just before a round matters on the CPU.  Measured on the 2-core VM
-at XLM-R large, rounds alternating within one process: ``dot_norm`` took
-261 ms right after another ``dot_norm`` and 350 ms right after the 2.2 GB copy
-that restores ``train``; after a 0.3 s sleep it was as slow as after the copy,
-and the probes behave the same way.  So a case timed back to back and a case
-timed after a restore are not comparable: the surgery cases need the restore,
-so every round of the surgery-group cases (probes included) starts after it.
+What runs just before a round can matter on the CPU.  Measured on the 2-core
+VM at XLM-R large, rounds alternating within one process: in a slow hour,
+``dot_norm`` took 261 ms right after another ``dot_norm`` and 350 ms right
+after the 2.2 GB copy that restores ``train`` (after a 0.3 s sleep, as slow as
+after the copy); in a fast hour, 137 ms either way, and the same for the dot
+and axpy probes.  The surgery cases need the restore, so every round of the
+surgery-group cases (probes included) starts after it, and they all see the
+same state whichever hour it is.
 """
 import re
 import time
