@@ -35,7 +35,7 @@ TARGET_FRACTION_OF_BANDWIDTH = 0.85
 # two reads and a write).  Not the best single probe: on the 2-core VM the
 # reads are the limit and axpy's write comes free (a read-only pass of two
 # lists and an axpy pass over them take the same time), so axpy's 12 bytes
-# arrive 1.5x as fast as any read-only pass can go, and no surgery, which must
+# arrive ~1.4x as fast as any read-only pass's 8 bytes, and no surgery, which must
 # read both lists twice, can reach more than ~87% of axpy's rate there.
 TARGET_BANDWIDTH = "dot+axpy probes"
 TARGET_THREADS = 2
@@ -162,6 +162,7 @@ def summarize(cases: List[dict], memory: Optional[List[dict]] = None, machine: O
             "traffic_bytes_per_param_fp32": {"surgery": 20, "dot_norm": 8, "gram": "4 per set"},
             "bandwidth": "best of copy, dot, axpy (STREAM-like, no write-allocate counted) on the same buffers, same run",
             "matched_bandwidth": "surgery: (dot + axpy bytes) / (dot + axpy time); dot_norm, gram: the dot probe",
+            "target_bandwidth": TARGET_BANDWIDTH,
             "paired": "fused surgery and every probe in alternating rounds, each right after the same restore copy; "
                       "the bandwidth target is the median over rounds of fused rate / dot+axpy probes' rate in the same round",
             "memory": (memory[0]["method"] if memory else "not measured"),
