@@ -77,6 +77,19 @@ SGS_INLINE double lane_sum(const vec_d* acc, int n) {
     (tt) += (x) * (x);                    \
   } while (0)
 
+// One step: prefetch ahead, then kAcc vectors of each list into accumulators 0..kAcc-1.
+template <typename Vec, typename T>
+SGS_INLINE void accumulate_step(const T* t, const T* o, Vec* dot, Vec* oo, Vec* tt) {
+  constexpr int kLanes = sizeof(Vec) / sizeof(T);
+  prefetch_step(t, o, kAcc * sizeof(Vec));
+  for (int k = 0; k < kAcc; ++k) {
+    Vec x, y;
+    std::memcpy(&x, t + k * kLanes, sizeof x);
+    std::memcpy(&y, o + k * kLanes, sizeof y);
+    SGS_ACCUMULATE(dot[k], oo[k], tt[k], x, y);
+  }
+}
+
 SGS_INLINE void scalar_tail(const double t, const double o, double* s) {
   accumulate_dot_norm<double>(s[kDot], s[kOracleSq], s[kTrainSq], t, o);
 }
@@ -88,15 +101,7 @@ SGS_INLINE void dot_norm_f32_body(const float* t, const float* o, int64_t n, dou
   int64_t i = 0;
   for (; i + kBlock <= n; i += kBlock) {
     vec_f bdot[kAcc] = {}, boo[kAcc] = {}, btt[kAcc] = {};
-    for (int64_t j = i; j < i + kBlock; j += kStep) {
-      prefetch_step(t + j, o + j, kStep * sizeof(float));
-      for (int k = 0; k < kAcc; ++k) {
-        vec_f x, y;
-        std::memcpy(&x, t + j + k * kF, sizeof x);
-        std::memcpy(&y, o + j + k * kF, sizeof y);
-        SGS_ACCUMULATE(bdot[k], boo[k], btt[k], x, y);
-      }
-    }
+    for (int64_t j = i; j < i + kBlock; j += kStep) accumulate_step(t + j, o + j, bdot, boo, btt);
     for (int k = 0; k < kAcc; ++k) {
       add_f32_to_f64(dot, &bdot[k]);
       add_f32_to_f64(oo, &boo[k]);
@@ -112,15 +117,7 @@ SGS_INLINE void dot_norm_f64_body(const double* t, const double* o, int64_t n, d
   constexpr int64_t kStep = kD * kAcc;  // 32 elements
   vec_d dot[kAcc] = {}, oo[kAcc] = {}, tt[kAcc] = {};
   int64_t i = 0;
-  for (; i + kStep <= n; i += kStep) {
-    prefetch_step(t + i, o + i, kStep * sizeof(double));
-    for (int k = 0; k < kAcc; ++k) {
-      vec_d x, y;
-      std::memcpy(&x, t + i + k * kD, sizeof x);
-      std::memcpy(&y, o + i + k * kD, sizeof y);
-      SGS_ACCUMULATE(dot[k], oo[k], tt[k], x, y);
-    }
-  }
+  for (; i + kStep <= n; i += kStep) accumulate_step(t + i, o + i, dot, oo, tt);
   double s[kNumStats] = {lane_sum(dot, kAcc), lane_sum(oo, kAcc), lane_sum(tt, kAcc)};
   for (; i < n; ++i) scalar_tail(t[i], o[i], s);
   for (int k = 0; k < kNumStats; ++k) out[k] = s[k];
