@@ -89,22 +89,19 @@ def summarize(cases: List[dict], memory: Optional[List[dict]] = None, machine: O
     memory_by_key = {_memory_key(m["op"], m["variant"], m["size"], m.get("num_sets")): m for m in memory or []}
 
     bandwidth: Dict[tuple, dict] = {}
+    probe_bytes: Dict[tuple, dict] = {}
+    probe_seconds: Dict[tuple, dict] = {}
     for c in cases:
         if c["kind"] == "bandwidth":
-            row = bandwidth.setdefault((c["group"], c["size"]), {"group": c["group"], "size": c["size"], "numel": c["numel"]})
+            key = (c["group"], c["size"])
+            row = bandwidth.setdefault(key, {"group": c["group"], "size": c["size"], "numel": c["numel"]})
             row[f"{c['variant']}_gbps"] = c["bytes"] / c["min_s"] / 1e9
-    probe_times: Dict[tuple, dict] = {}
-    for c in cases:
-        if c["kind"] == "bandwidth":
-            probe_times.setdefault((c["group"], c["size"]), {})[c["variant"]] = (c["bytes"], c["min_s"])
+            probe_bytes.setdefault(key, {})[c["variant"]] = c["bytes"]
+            probe_seconds.setdefault(key, {})[c["variant"]] = c["min_s"]
     for key, row in bandwidth.items():
         row["best_gbps"] = max(v for k, v in row.items() if k.endswith("_gbps"))
         row["best_probe"] = max((k for k in row if k.endswith("_gbps") and k != "best_gbps"), key=lambda k: row[k])[: -len("_gbps")]
-        # The surgery's own traffic mix, done by the probes: a read-only pass (dot)
-        # then a read-read-write pass (axpy) over the same elements.
-        t = probe_times[key]
-        if "dot" in t and "axpy" in t:
-            row["surgery_mix_gbps"] = (t["dot"][0] + t["axpy"][0]) / (t["dot"][1] + t["axpy"][1]) / 1e9
+        row["surgery_mix_gbps"] = _dot_axpy_gbps(probe_bytes[key], probe_seconds[key])
 
     paired = [_paired_row(c) for c in cases if c["kind"] == "paired"]
     paired.sort(key=lambda r: _size_rank(r["size"]))
@@ -189,16 +186,14 @@ def _paired_row(case: dict) -> dict:
     def rates(r):
         return {name: probe_bytes[name] / r[name] / 1e9 for name in probe_bytes}
 
-    def mix_rate(r):
-        return (probe_bytes["dot"] + probe_bytes["axpy"]) / (r["dot"] + r["axpy"]) / 1e9
-
     of_best, of_mix, ceiling = [], [], []
     for r in rounds:
         fused, best = case["bytes"] / r["fused"] / 1e9, max(rates(r).values())
         of_best.append(fused / best)
         if has_mix:
-            of_mix.append(fused / mix_rate(r))
-            ceiling.append(mix_rate(r) / best)
+            mix = _dot_axpy_gbps(probe_bytes, r)
+            of_mix.append(fused / mix)
+            ceiling.append(mix / best)
     fastest = {name: min(r[name] for r in rounds) for name in [*probe_bytes, "fused"]}
     best_rates = rates(fastest)
     best = max(best_rates, key=best_rates.get)
@@ -208,11 +203,19 @@ def _paired_row(case: dict) -> dict:
                bandwidth_gbps=best_rates[best])
     row["fraction_of_fastest"] = row["gbps"] / row["bandwidth_gbps"]
     row["fraction_of_bandwidth"], row["fraction_quartiles"] = _median(of_best), _quartiles(of_best)
-    row["surgery_mix_gbps"] = mix_rate(fastest) if has_mix else None
+    row["surgery_mix_gbps"] = _dot_axpy_gbps(probe_bytes, fastest)
     row["fraction_of_matched_bandwidth"] = _median(of_mix) if has_mix else None
     row["matched_quartiles"] = _quartiles(of_mix) if has_mix else None
     row["two_pass_ceiling"] = _median(ceiling) if has_mix else None
     return row
+
+
+def _dot_axpy_gbps(probe_bytes: dict, probe_seconds: dict) -> Optional[float]:
+    """The surgery's own traffic done by the probes: a read-only pass (dot), then a
+    read-read-write pass (axpy) over the same elements; None without both probes."""
+    if "dot" not in probe_bytes or "axpy" not in probe_bytes:
+        return None
+    return (probe_bytes["dot"] + probe_bytes["axpy"]) / (probe_seconds["dot"] + probe_seconds["axpy"]) / 1e9
 
 
 def _quartiles(values):

@@ -90,7 +90,7 @@ def run_pytest(files, json_path: Path, args, extra=()) -> None:
     subprocess.run(cmd, cwd=json_path.parent, check=True)
 
 
-def measure_memory(sizes, args) -> list:
+def measure_memory(sizes, args, skip) -> list:
     results = []
     gram_sets = [int(s) for s in args.gram_sets.split(",")]
     jobs = [(op, v, 2) for op in ("surgery", "dot_norm") for v in SURGERY_VARIANTS]
@@ -98,7 +98,7 @@ def measure_memory(sizes, args) -> list:
     for size in sizes:
         numel = num_params(model_shapes(size))
         for op, variant, num_sets in jobs:
-            if op == "gram" and ("gram" in args.skip or numel > args.gram_max_params):
+            if op == "gram" and ("gram" in skip or numel > args.gram_max_params):
                 continue
             need = expected_total_bytes(op, variant, numel, num_sets)
             if need * 1.1 > available_bytes(args.device):
@@ -153,8 +153,7 @@ def main(argv=None) -> None:
 
     memory = None
     if "memory" not in skip:
-        args.skip = skip
-        memory = measure_memory(sizes[-1:] if args.quick else sizes, args)  # quick: the largest size only
+        memory = measure_memory(sizes[-1:] if args.quick else sizes, args, skip)  # quick: the largest size only
         (raw / "memory.json").write_text(json.dumps(memory, indent=1) + "\n")
     (raw / "machine.json").write_text(json.dumps(machine, indent=1) + "\n")
 
