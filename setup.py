@@ -89,6 +89,9 @@ EXPERIMENTS = [
     "transformers>=4.40",
     "accelerate>=1.1",  # transformers' Trainer needs it (sgs_ext.integrations.transformers)
     "datasets>=2.18",
+    # seqeval ships only an sdist whose version comes from setuptools_scm (a build requirement):
+    # built under --no-build-isolation it reports version 0.0.0 and pip discards it. The README
+    # installs it in the step before, with build isolation; every other requirement has a wheel.
     "seqeval>=1.2.2",
     "safetensors>=0.4",
     "tokenizers>=0.15",

@@ -16,4 +16,7 @@ from .ops import dot_norm, gram, project_, surgery_
 from .surgery import StochasticGradientSurgery, SurgeryStats
 
 __version__ = "0.1.0"
-__all__ = ["dot_norm", "project_", "surgery_", "gram", "reference", "BUILT_WITH_TORCH", "CUDA_COMPILED"]
+__all__ = [
+    "StochasticGradientSurgery", "SurgeryStats",
+    "dot_norm", "project_", "surgery_", "gram", "reference", "BUILT_WITH_TORCH", "CUDA_COMPILED",
+]
