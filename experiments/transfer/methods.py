@@ -19,6 +19,13 @@ naive-mix-train        pretrained English + targets' shots  English dev   no    
 gradient-mix-train     pretrained English + targets' shots  English dev   yes      config
 =====================  =========  ======================  =============  =======  =======
 
+Every method is also scored on the source language, as the paper's averages count it:
+zero-shot and the one-step methods evaluate their own model on it; the target-adapting
+methods (ord-FS, ord-FS+dev, mix-FT) leave the source model serving English, so the
+runner records the source model's score for them (``Runner.source_model_scores``).
+naive-mix-train draws the same oracles as gradient-mix-train and runs the surgery in
+*observe* mode (``Job.surgery_mode``): its conflicts are counted, nothing is projected.
+
 The two one-step methods take a *language set*: ``all`` (the paper: one model for
 every target), ``single`` (one model per target language, trained on English and
 that language's shots, which is also the only oracle: "gradient-single"), or a
@@ -93,6 +100,7 @@ class Job:
     shot_languages: tuple[str, ...]  # whose K shots join the training data
     with_source_data: bool
     oracle_languages: tuple[str, ...]  # surgery's oracles (empty: no surgery)
+    surgery_mode: str | None  # "project" (gradient-mix-train), "observe" (naive-mix-train: count only), None
     selection: str
     selection_language: str | None  # the dev set's language for SELECT_TARGET_DEV / SELECT_SOURCE_DEV
     eval_languages: tuple[str, ...]
@@ -133,37 +141,34 @@ def plan_jobs(
         raise ValueError("no target languages")
 
     def oracles(langs):
-        if not m.surgery:
-            return ()
         return (*langs, source) if oracle_includes_source else tuple(langs)
 
     common = dict(init=m.init, with_source_data=m.with_source_data, selection=m.selection, batch=m.batch)
+    adapting = dict(oracle_languages=(), surgery_mode=None, **common)
     if m.shots == "none":
-        return [Job("all", shot_languages=(), oracle_languages=(), selection_language=None,
-                    eval_languages=targets, **common)]
+        return [Job("all", shot_languages=(), selection_language=None, eval_languages=(*targets, source),
+                    **adapting)]
     if m.shots == "per-target":
         return [
-            Job(lang, shot_languages=(lang,), oracle_languages=(),
-                selection_language=lang if m.selection == SELECT_TARGET_DEV else None,
-                eval_languages=(lang,), **common)
+            Job(lang, shot_languages=(lang,), selection_language=lang if m.selection == SELECT_TARGET_DEV else None,
+                eval_languages=(lang,), **adapting)
             for lang in targets
         ]
     if m.shots == "all-targets":
-        return [Job("all", shot_languages=targets, oracle_languages=(), selection_language=None,
-                    eval_languages=targets, **common)]
-    # one-step mixed training over a language set
+        return [Job("all", shot_languages=targets, selection_language=None, eval_languages=targets, **adapting)]
+    # one-step mixed training over a language set; naive-mix-train observes the same oracles
+    one_step = dict(surgery_mode="project" if m.surgery else "observe", selection_language=source, **common)
     if language_set == "all":
-        return [Job("all", shot_languages=targets, oracle_languages=oracles(targets), selection_language=source,
-                    eval_languages=targets, **common)]
+        return [Job("all", shot_languages=targets, oracle_languages=oracles(targets),
+                    eval_languages=(*targets, source), **one_step)]
     if language_set == "single":
         return [
-            Job(lang, shot_languages=(lang,), oracle_languages=oracles((lang,)), selection_language=source,
-                eval_languages=(lang,), **common)
+            Job(lang, shot_languages=(lang,), oracle_languages=oracles((lang,)), eval_languages=(lang,), **one_step)
             for lang in targets
         ]
     subset = tuple(language_set)
     outside = [lang for lang in subset if lang not in targets]
     if outside:
         raise ValueError(f"language set {','.join(subset)}: {', '.join(outside)} not among the targets")
-    return [Job("subset", shot_languages=subset, oracle_languages=oracles(subset), selection_language=source,
-                eval_languages=targets, **common)]
+    return [Job("subset", shot_languages=subset, oracle_languages=oracles(subset),
+                eval_languages=(*targets, source), **one_step)]

@@ -25,7 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .config import METHODS
-from .results import ResultStore, atomic_path, atomic_write_text, read_json
+from .results import ResultStore, atomic_path, atomic_write_text, read_json, role_of, select_records
 
 #: row order of the tables: K, then the paper's method order (variants after their method)
 _METHOD_ORDER = {name: i for i, name in enumerate(METHODS)}
@@ -65,35 +65,164 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 # ----------------------------------------------------------------------------- score tables
 
+#: The two language averages of Table 1. The paper's averages include the source language
+#: (its K = 0 row: NER 64.56 is the mean over all 48 languages with English; the targets
+#: alone give 64.13); the targets-only average is what a user of the targets sees.
+AVERAGES = (("incl. source (paper)", ("target", "source")), ("targets only", ("target",)))
 
-def summarize(results: list[dict]) -> list[dict]:
+#: The comparisons that matter, as (method, baseline): each reported as the per-seed paired
+#: difference of the averaged score.
+PAIRS = (("gradient-mix-train", "naive-mix-train"), ("gradient-mix-train", "ord-fs"),
+         ("naive-mix-train", "ord-fs"))
+
+#: Detecting a true paired difference of DETECT points with a two-sided 5% test at 80% power
+#: needs about ((z_0.975 + z_0.8) * sd / DETECT)^2 seeds (normal approximation).
+DETECT = 1.0
+_Z_SUM = 1.959964 + 0.841621
+
+
+def seed_averages(results: list[dict], roles: tuple[str, ...], checkpoint: str = "selected") -> dict:
+    """``{(task, metric, method, k): {seed: (average over languages, n_languages)}}``.
+
+    A seed enters an average that includes the source only if it has a source score."""
+    by_cell = defaultdict(dict)  # (task, metric, method, k) -> seed -> {lang: value}
+    has_source = set()
+    for r in select_records(results, checkpoint=checkpoint, roles=roles):
+        key = (r["task"], r["metric"], r["method"], int(r["k"]))
+        by_cell[key].setdefault(int(r["seed"]), {})[r["language"]] = r["value"]
+        if role_of(r) == "source":
+            has_source.add((*key, int(r["seed"])))
+    out = {}
+    for key, seeds in by_cell.items():
+        kept = {seed: (statistics.fmean(langs.values()), len(langs)) for seed, langs in sorted(seeds.items())
+                if "source" not in roles or (*key, seed) in has_source}
+        if kept:
+            out[key] = kept
+    return out
+
+
+def summarize(results: list[dict], roles: tuple[str, ...] = ("target",), checkpoint: str = "selected") -> list[dict]:
     """Table 1: per (task, metric, method, K) the mean ± sd over seeds of the language average.
 
-    A seed's value is the mean over the target languages it has scores for;
+    A seed's value is the mean over the languages of ``roles`` it has scores for;
     ``n_languages`` is the number of languages in the average (the smallest over seeds).
     """
-    by_cell = defaultdict(dict)  # (task, metric, method, k) -> seed -> {lang: value}
-    for r in results:
-        by_cell[(r["task"], r["metric"], r["method"], int(r["k"]))].setdefault(int(r["seed"]), {})[r["language"]] = r["value"]
     rows = []
-    for (task, metric, method, k), seeds in by_cell.items():
-        per_seed = [statistics.fmean(langs.values()) for _, langs in sorted(seeds.items())]
+    for (task, metric, method, k), seeds in seed_averages(results, roles, checkpoint).items():
+        per_seed = [avg for avg, _ in seeds.values()]
         mean, sd = mean_sd(per_seed)
         rows.append({"task": task, "metric": metric, "method": method, "k": k, "mean": mean, "sd": sd,
-                     "n_seeds": len(per_seed), "n_languages": min(len(langs) for langs in seeds.values())})
+                     "n_seeds": len(per_seed), "n_languages": min(n for _, n in seeds.values())})
     rows.sort(key=lambda r: (r["task"], r["metric"], r["k"], method_rank(r["method"])))
     return rows
 
 
-def per_language(results: list[dict]) -> list[dict]:
-    """Per (task, metric, method, K, language): mean ± sd over seeds."""
-    groups = defaultdict(list)
-    for r in results:
-        groups[(r["task"], r["metric"], r["method"], int(r["k"]), r["language"])].append(r["value"])
+def t_quantile_975(dof: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, dof))
+
+
+def paired_differences(results: list[dict], roles: tuple[str, ...] = ("target",),
+                       pairs=PAIRS, checkpoint: str = "selected") -> list[dict]:
+    """Per (task, metric, K, pair): the per-seed differences method − baseline of the
+    language-averaged score, over the seeds both have; mean, sd, 95% t-interval, and the
+    seeds a +DETECT difference would need (from this sd)."""
+    averages = seed_averages(results, roles, checkpoint)
     rows = []
-    for (task, metric, method, k, lang), values in groups.items():
+    cells = sorted({(t, m, k) for t, m, _, k in averages})
+    for task, metric, k in cells:
+        for method, baseline in pairs:
+            a, b = averages.get((task, metric, method, k)), averages.get((task, metric, baseline, k))
+            if not a or not b:
+                continue
+            seeds = sorted(set(a) & set(b))
+            if not seeds:
+                continue
+            diffs = [a[s][0] - b[s][0] for s in seeds]
+            mean, sd = mean_sd(diffs)
+            half = t_quantile_975(len(diffs) - 1) * sd / math.sqrt(len(diffs)) if sd is not None else None
+            rows.append({
+                "task": task, "metric": metric, "k": k, "method": method, "baseline": baseline,
+                "mean": mean, "sd": sd, "n_seeds": len(diffs), "diffs": diffs, "seeds": seeds,
+                "ci_low": None if half is None else mean - half, "ci_high": None if half is None else mean + half,
+                "seeds_to_detect": None if not sd else math.ceil((_Z_SUM * sd / DETECT) ** 2),
+            })
+    return rows
+
+
+def _fmt_opt(value, spec=".2f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def paired_markdown(results: list[dict]) -> str:
+    """The paired differences for both averages, one row per task, metric, K and pair."""
+    table = []
+    for label, roles in AVERAGES:
+        for r in paired_differences(results, roles):
+            verdict = "–"
+            if r["ci_low"] is not None:
+                verdict = "inside the noise" if r["ci_low"] <= 0 <= r["ci_high"] else (
+                    "method better" if r["ci_low"] > 0 else "baseline better")
+            table.append([r["task"], r["metric"], label, str(r["k"]), f"{r['method']} − {r['baseline']}",
+                          f"{r['mean']:+.2f}", _fmt_opt(r["sd"]),
+                          "–" if r["ci_low"] is None else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
+                          str(r["n_seeds"]), ", ".join(f"{d:+.2f}" for d in r["diffs"]),
+                          _fmt_opt(r["seeds_to_detect"], "d"), verdict])
+    if not table:
+        return "(no pair of compared methods with common seeds)\n"
+    header = ["task", "metric", "average", "K", "difference", "mean", "sd", "95% CI", "seeds", "per seed",
+              f"seeds for +{DETECT:g} (80% power)", "reading"]
+    return (_markdown_table(header, table) + "\nPaired over seeds (the same shots and seed for both methods): "
+            "per seed, the method's language-averaged score minus the baseline's. 95% CI: mean ± "
+            "t(0.975, n−1)·sd/√n. The seeds column for a +1 point effect is ((1.96 + 0.84)·sd / 1)², "
+            "from this run's sd.\n")
+
+
+def last_checkpoint_markdown(results: list[dict]) -> str:
+    """Selected against last checkpoint, for the methods that select (targets only)."""
+    selected = {(r["task"], r["metric"], r["method"], r["k"]): r for r in summarize(results)}
+    table = []
+    for r in summarize(results, checkpoint="last"):
+        s = selected.get((r["task"], r["metric"], r["method"], r["k"]))
+        if s is None:
+            continue
+        table.append([r["task"], r["metric"], str(r["k"]), r["method"], fmt(s["mean"], s["sd"]),
+                      fmt(r["mean"], r["sd"]), f"{s['mean'] - r['mean']:+.2f}"])
+    if not table:
+        return "(no method selected a checkpoint)\n"
+    return _markdown_table(["task", "metric", "K", "method", "selected", "last", "selected − last"], table)
+
+
+def summary_csv(results: list[dict]) -> str:
+    """summary.csv: one row per score average (kind "score", per checkpoint and average) and per paired
+    difference (kind "difference", method − baseline)."""
+    header = ["kind", "task", "metric", "average", "checkpoint", "k", "method", "baseline", "mean", "sd",
+              "n_seeds", "n_languages", "ci_low", "ci_high", "seeds_to_detect"]
+    num = lambda v: "" if v is None else f"{v:.4f}"  # noqa: E731
+    rows = []
+    for label, roles in AVERAGES:
+        for checkpoint in ("selected", "last"):
+            for r in summarize(results, roles, checkpoint):
+                rows.append(["score", r["task"], r["metric"], label, checkpoint, r["k"], r["method"], "",
+                             num(r["mean"]), num(r["sd"]), r["n_seeds"], r["n_languages"], "", "", ""])
+        for r in paired_differences(results, roles):
+            rows.append(["difference", r["task"], r["metric"], label, "selected", r["k"], r["method"], r["baseline"],
+                         num(r["mean"]), num(r["sd"]), r["n_seeds"], "", num(r["ci_low"]), num(r["ci_high"]),
+                         "" if r["seeds_to_detect"] is None else r["seeds_to_detect"]])
+    return _csv_text(header, rows)
+
+
+def per_language(results: list[dict]) -> list[dict]:
+    """Per (task, metric, method, K, language): mean ± sd over seeds (selected checkpoints;
+    the source language too, with ``role`` "source")."""
+    groups = defaultdict(list)
+    for r in select_records(results, roles=("target", "source")):
+        groups[(r["task"], r["metric"], r["method"], int(r["k"]), r["language"], role_of(r))].append(r["value"])
+    rows = []
+    for (task, metric, method, k, lang, role), values in groups.items():
         mean, sd = mean_sd(values)
-        rows.append({"task": task, "metric": metric, "method": method, "k": k, "language": lang,
+        rows.append({"task": task, "metric": metric, "method": method, "k": k, "language": lang, "role": role,
                      "mean": mean, "sd": sd, "n_seeds": len(values)})
     rows.sort(key=lambda r: (r["task"], r["metric"], r["k"], method_rank(r["method"]), r["language"]))
     return rows
@@ -108,24 +237,29 @@ def _metric_order(results, task):
 
 
 def summary_markdown(results: list[dict]) -> str:
-    """Table 1 as Markdown: one row per K and method, one column per task and metric."""
+    """Table 1 as Markdown: one row per K and method, one column per task, metric and average."""
+    by_average = {label: {(r["task"], r["metric"], r["method"], r["k"]): r for r in summarize(results, roles)}
+                  for label, roles in AVERAGES}
     rows = summarize(results)
     if not rows:
         return "(no results yet)\n"
-    columns = [(t, m) for t in sorted({r["task"] for r in rows}) for m in _metric_order(results, t)]
-    cells = {(r["task"], r["metric"], r["method"], r["k"]): r for r in rows}
+    columns = [(t, m, label) for t in sorted({r["task"] for r in rows}) for m in _metric_order(results, t)
+               for label, _ in AVERAGES]
     keys = sorted({(r["k"], r["method"]) for r in rows}, key=lambda km: (km[0], method_rank(km[1])))
     table = []
     for k, method in keys:
         line = [str(k), method]
-        for task, metric in columns:
-            r = cells.get((task, metric, method, k))
+        for task, metric, label in columns:
+            r = by_average[label].get((task, metric, method, k))
             line.append(fmt(r["mean"], r["sd"]) + f" (n={r['n_seeds']})" if r else "–")
         table.append(line)
-    header = ["K", "method"] + [f"{t} {m}" for t, m in columns]
-    langs = sorted({r["language"] for r in results})
-    note = (f"Mean ± sd over seeds (n = number of seeds) of the score averaged over the target "
-            f"languages ({', '.join(langs)}); scores in percent.\n")
+    header = ["K", "method"] + [f"{t} {m}, {label}" for t, m, label in columns]
+    targets = sorted({r["language"] for r in select_records(results)})
+    sources = sorted({r["language"] for r in select_records(results, roles=("source",))})
+    note = (f"Mean ± sd over seeds (n = number of seeds) of the score averaged over the languages; scores in "
+            f"percent. Targets: {', '.join(targets)}. \"incl. source (paper)\" also averages the source language "
+            f"({', '.join(sources) or 'not evaluated in this run'}), as the paper's Table 1 does; the target-adapting "
+            "methods count the source model's score there.\n")
     return _markdown_table(header, table) + "\n" + note
 
 
@@ -137,16 +271,20 @@ def per_language_markdown(results: list[dict]) -> str:
     for task in sorted({r["task"] for r in rows}):
         for metric in _metric_order(results, task):
             sub = [r for r in rows if r["task"] == task and r["metric"] == metric]
-            langs = sorted({r["language"] for r in sub})
+            targets = sorted({r["language"] for r in sub if r["role"] == "target"})
+            sources = sorted({r["language"] for r in sub if r["role"] == "source"})
             keys = sorted({(r["k"], r["method"]) for r in sub}, key=lambda km: (km[0], method_rank(km[1])))
             cell = {(r["k"], r["method"], r["language"]): r for r in sub}
             table = []
             for k, method in keys:
-                values = [cell.get((k, method, lang)) for lang in langs]
+                values = [cell.get((k, method, lang)) for lang in targets]
                 present = [v["mean"] for v in values if v]
                 table.append([str(k), method] + [fmt(v["mean"], v["sd"]) if v else "–" for v in values]
-                             + [f"{statistics.fmean(present):.2f}" if present else "–"])
-            out.append(f"## {task} {metric}\n\n" + _markdown_table(["K", "method", *langs, "avg"], table))
+                             + [f"{statistics.fmean(present):.2f}" if present else "–"]
+                             + [fmt(v["mean"], v["sd"]) if v else "–"
+                                for v in (cell.get((k, method, lang)) for lang in sources)])
+            header = ["K", "method", *targets, "targets avg", *(f"{lang} (source)" for lang in sources)]
+            out.append(f"## {task} {metric}\n\n" + _markdown_table(header, table))
     return "\n".join(out)
 
 
@@ -294,16 +432,15 @@ def write_reports(output_dir: str | Path) -> dict[str, Path]:
         atomic_write_text(out / name, text)
         paths[name] = out / name
 
-    summary = summarize(results)
-    emit("summary.md", "# Summary (Table 1 layout)\n\n" + summary_markdown(results))
-    emit("summary.csv", _csv_text(["task", "metric", "method", "k", "mean", "sd", "n_seeds", "n_languages"],
-                                  [[r[c] for c in ("task", "metric", "method", "k")] + [f"{r['mean']:.4f}",
-                                   "" if r["sd"] is None else f"{r['sd']:.4f}", r["n_seeds"], r["n_languages"]]
-                                   for r in summary]))
+    emit("summary.md", "# Summary (Table 1 layout)\n\n" + summary_markdown(results)
+         + "\n## Paired differences over seeds\n\n" + paired_markdown(results)
+         + "\n## Selected against last checkpoint (targets only)\n\n" + last_checkpoint_markdown(results))
+    emit("summary.csv", summary_csv(results))
     langs = per_language(results)
     emit("per_language.md", "# Scores per target language (mean ± sd over seeds)\n\n" + per_language_markdown(results))
-    emit("per_language.csv", _csv_text(["task", "metric", "method", "k", "language", "mean", "sd", "n_seeds"],
-                                       [[r[c] for c in ("task", "metric", "method", "k", "language")]
+    emit("per_language.csv", _csv_text(["task", "metric", "method", "k", "language", "role", "mean", "sd",
+                                        "n_seeds"],
+                                       [[r[c] for c in ("task", "metric", "method", "k", "language", "role")]
                                         + [f"{r['mean']:.4f}", "" if r["sd"] is None else f"{r['sd']:.4f}",
                                            r["n_seeds"]] for r in langs]))
     stats = surgery_stats(runs)

@@ -47,6 +47,31 @@ def cell_key_of(record: dict) -> CellKey:
         raise ValueError(f"record has no {err.args[0]!r} field: {record!r}") from None
 
 
+# ----------------------------------------------------------------------------- what a score record is
+
+#: A results record scores one model on one language: ``role`` says whether the language
+#: is the run's source or one of its targets, ``checkpoint`` whether the model is the
+#: selected checkpoint (the one a method reports) or the last one (scored beside it for
+#: methods that select). Records written before these fields existed are target scores of
+#: the selected checkpoint.
+ROLES = ("target", "source")
+CHECKPOINTS = ("selected", "last")
+
+
+def role_of(record: dict) -> str:
+    return record.get("role", "target")
+
+
+def checkpoint_of(record: dict) -> str:
+    return record.get("checkpoint", "selected")
+
+
+def select_records(records: Iterable[dict], *, checkpoint: str = "selected",
+                   roles: tuple[str, ...] = ("target",)) -> list[dict]:
+    """The records of one checkpoint kind whose language plays one of ``roles``."""
+    return [r for r in records if checkpoint_of(r) == checkpoint and role_of(r) in roles]
+
+
 # ----------------------------------------------------------------------------- atomic writes
 
 

@@ -290,6 +290,22 @@ class Runner:
             logger.info("cell %s: done in %.0f s", key.label(), time.perf_counter() - start)
         return [key for key, _, _ in todo]
 
+    def source_model_scores(self, seed: int) -> tuple[dict[str, float], int, float, dict]:
+        """The seed's source model on the source language's evaluation set: (scores, n, seconds, info).
+
+        Target-adapting methods (ord-FS, ord-FS+dev, mix-FT) never change the model the
+        source language is served by, so the paper counts the source model's score in
+        their K-shot rows; this is that score, computed once per seed."""
+        def make():
+            model, info = self.source_model(seed)
+            model.to(self.config.device)
+            examples = self.eval_set(self.config.source, frozenset())
+            start = time.perf_counter()
+            scores = self.evaluate(model, examples)
+            return scores, len(examples), time.perf_counter() - start, info
+
+        return self._cached(("source_model_scores", seed), make)
+
     def run_cell(self, key: CellKey, method: str, k: int) -> tuple[list[dict], list[dict]]:
         c = self.config
         seed = key.seed
@@ -299,6 +315,20 @@ class Runner:
         if k:
             self.write_shot_manifest(k, seed)
         results, runs = [], []
+
+        def score_records(model, run, record_base, languages, checkpoint):
+            for lang in languages:
+                exclude = self.shot_uids(lang, k, seed) if k and lang != c.source else frozenset()
+                examples = self.eval_set(lang, exclude)
+                start = time.perf_counter()
+                scores = self.evaluate(model, examples)
+                test_seconds = time.perf_counter() - start
+                logger.info("%s %s (%s checkpoint): %s", key.label(), lang, checkpoint,
+                            ", ".join(f"{name} {value:.2f}" for name, value in scores.items()))
+                results.extend(self.result_records(
+                    record_base, run, lang, scores, checkpoint=checkpoint, n_eval=len(examples),
+                    test_seconds=test_seconds, k=k, seed=seed, alpha=c.alpha if m.surgery else None))
+
         for job in jobs:
             record_base = {"task": key.task, "method": key.method, "k": key.k, "seed": seed, "job": job.name}
             source_info = None
@@ -307,6 +337,7 @@ class Runner:
             else:
                 model = self.pretrained_model(seed)
             model.to(c.device)
+            outcome = None
             if job.trains:
                 outcome = self.train_job(model, job, k, seed, desc=f"{key.method} k{k} s{seed} {job.name}")
                 selection = job.selection
@@ -318,32 +349,48 @@ class Runner:
                     folder = self.out / MODELS_DIR / key.task / key.method / f"k{k}" / f"seed{seed}" / job.name
                     save_trained_state(folder, model, {**record_base, "model": c.model, **outcome.to_dict()})
             else:
-                outcome = None
                 # zero-shot: the source model as it is (its steps and selection; its cost in source_train_seconds)
                 run = {**record_base, "steps": source_info["steps"], "selected_step": source_info["selected_step"],
                        "curve": [],
                        "surgery_counters": None, "train_seconds": 0.0, "eval_seconds": 0.0,
                        "shot_languages": [], "oracle_languages": [], "selection": "source model"}
+            run["source_train_seconds"] = source_info.get("train_seconds") if source_info else None
             runs.append(run)
-            for lang in job.eval_languages:
-                exclude = self.shot_uids(lang, k, seed) if k else frozenset()
-                examples = self.eval_set(lang, exclude)
-                start = time.perf_counter()
-                scores = self.evaluate(model, examples)
-                test_seconds = time.perf_counter() - start
-                logger.info("%s %s: %s", key.label(), lang,
-                            ", ".join(f"{name} {value:.2f}" for name, value in scores.items()))
-                for metric in self.task.metrics:
-                    results.append({
-                        **record_base, "language": lang, "metric": metric, "value": float(scores[metric]),
-                        "selected_step": run["selected_step"], "steps": run["steps"], "selection": run["selection"],
-                        "train_seconds": run["train_seconds"], "eval_seconds": run["eval_seconds"],
-                        "test_seconds": test_seconds, "n_eval": len(examples), "n_shots": len(self.shots(lang, k, seed)) if k else 0,
-                        "source_train_seconds": source_info.get("train_seconds") if source_info else None,
-                        "model": c.model, "alpha": c.alpha if m.surgery else None,
-                    })
+            n_selected = len(results)
+            score_records(model, run, record_base, job.eval_languages, "selected")
+            if outcome is not None and run["selection"] != M.SELECT_LAST:
+                # the last checkpoint too, beside the selected one
+                if outcome.last_state is not None:
+                    model.load_state_dict(outcome.last_state, strict=False)
+                    score_records(model, {**run, "selected_step": run["steps"]}, record_base,
+                                  job.eval_languages, "last")
+                else:  # selection kept the last checkpoint: the same scores
+                    results.extend({**r, "checkpoint": "last"} for r in results[n_selected:])
             del model
+        if m.init == M.SOURCE_MODEL and m.shots != "none":
+            # target-adapting: the source language keeps the source model (see source_model_scores)
+            scores, n_eval, seconds, info = self.source_model_scores(seed)
+            record_base = {"task": key.task, "method": key.method, "k": key.k, "seed": seed, "job": "source-model"}
+            run = {"steps": info["steps"], "selected_step": info["selected_step"], "selection": "source model",
+                   "train_seconds": 0.0, "eval_seconds": 0.0, "source_train_seconds": info.get("train_seconds")}
+            results.extend(self.result_records(record_base, run, c.source, scores, checkpoint="selected",
+                                               n_eval=n_eval, test_seconds=seconds, k=k, seed=seed, alpha=None))
         return results, runs
+
+    def result_records(self, record_base: dict, run: dict, lang: str, scores: dict, *, checkpoint: str,
+                       n_eval: int, test_seconds: float, k: int, seed: int, alpha) -> list[dict]:
+        """One results record per metric of one evaluation (see the README's Outputs)."""
+        c = self.config
+        role = "source" if lang == c.source else "target"
+        n_shots = len(self.shots(lang, k, seed)) if k and role == "target" else 0
+        return [{
+            **record_base, "language": lang, "role": role, "metric": metric, "value": float(scores[metric]),
+            "checkpoint": checkpoint,
+            "selected_step": run["selected_step"], "steps": run["steps"], "selection": run["selection"],
+            "train_seconds": run["train_seconds"], "eval_seconds": run["eval_seconds"],
+            "test_seconds": test_seconds, "n_eval": n_eval, "n_shots": n_shots,
+            "source_train_seconds": run.get("source_train_seconds"), "model": c.model, "alpha": alpha,
+        } for metric in self.task.metrics]
 
     def train_job(self, model, job: M.Job, k: int, seed: int, *, desc: str):
         c = self.config
@@ -365,7 +412,10 @@ class Runner:
             for lang in job.oracle_languages:
                 shot_set = self.shot_set(lang, k, seed)
                 oracle_batches[lang] = shot_set.collate([shot_set[i] for i in range(len(shot_set))])
-            surgery = SurgerySettings(alpha=c.alpha, per_micro_batch=c.surgery_per_micro_batch)
+            observe = job.surgery_mode == "observe"
+            surgery = SurgerySettings(alpha=c.alpha, per_micro_batch=c.surgery_per_micro_batch,
+                                      mode="off" if observe else "stochastic", observe=observe)
         return train(model, dataset, settings, seed=seed, device=c.device, selector=selector,
-                     oracle_batches=oracle_batches, surgery=surgery, progress=c.progress, desc=desc)
+                     oracle_batches=oracle_batches, surgery=surgery, progress=c.progress, desc=desc,
+                     keep_last=selector is not None)
 

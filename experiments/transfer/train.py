@@ -55,7 +55,8 @@ class OptimSettings:
 class SurgerySettings:
     alpha: float
     per_micro_batch: bool = False  # the published code: surgery on the running accumulated gradient
-    mode: str = "stochastic"
+    mode: str = "stochastic"  # or "off" (naive-mix-train)
+    observe: bool = False  # with mode "off": run the oracle passes and count conflicts, project nothing
 
 
 @dataclass
@@ -76,6 +77,7 @@ class TrainResult:
     surgery_counters: dict | None = None
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
+    last_state: dict | None = None  # keep_last: the last checkpoint's trainable state (not serialised)
 
     def to_dict(self) -> dict:
         return {
@@ -176,6 +178,7 @@ def train(
     surgery: SurgerySettings | None = None,
     progress: bool = True,
     desc: str = "train",
+    keep_last: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` (a Dataset with ``.collate``); see the module docstring.
 
@@ -186,6 +189,10 @@ def train(
     Everything random is seeded from ``seed`` here (python, numpy and torch for dropout;
     a generator for the data order; the surgery's own draws; the oracle passes' dropout),
     so a training depends on its inputs and seed only, not on what ran before it.
+
+    ``keep_last``: with a selector, also return the last checkpoint's state in
+    ``result.last_state`` (None when the selected checkpoint is the last), so the last
+    checkpoint can be scored beside the selected one.
     """
     from tqdm.auto import tqdm
 
@@ -212,7 +219,8 @@ def train(
         from sgs_ext import StochasticGradientSurgery
 
         # per-micro-batch surgery (the published code) projects the *running* accumulated gradient
-        surgeon = StochasticGradientSurgery(params, alpha=surgery.alpha, mode=surgery.mode, seed=seed)
+        surgeon = StochasticGradientSurgery(params, alpha=surgery.alpha, mode=surgery.mode, seed=seed,
+                                            observe=surgery.observe)
         oracle_on_device = {lang: to_device(batch, device) for lang, batch in oracle_batches.items()}
         oracle_rng = IsolatedRNG(seed, device)
         closures = {lang: (lambda b=batch: oracle_rng.run(lambda: model(**b).loss))
@@ -287,6 +295,8 @@ def train(
         if last_evaluated != step:
             evaluate(step)
         if best_state is not None and result.selected_step != step:
+            if keep_last:
+                result.last_state = _snapshot(model)
             model.load_state_dict(best_state, strict=False)
     else:
         result.selected_step = step

@@ -43,7 +43,7 @@ def test_target_adapting_methods_start_from_the_source_model_with_batch_k():
 
 def test_zero_shot_is_the_source_model():
     (job,) = M.plan_jobs("zero-shot", TARGETS)
-    assert job.init == M.SOURCE_MODEL and not job.trains and job.eval_languages == TARGETS
+    assert job.init == M.SOURCE_MODEL and not job.trains and job.eval_languages == (*TARGETS, "en")
 
 
 def test_one_step_methods_mix_english_and_select_on_english_dev():
@@ -52,8 +52,10 @@ def test_one_step_methods_mix_english_and_select_on_english_dev():
     for job in (naive, grad):
         assert (job.init, job.with_source_data, job.selection, job.selection_language, job.batch) == (
             M.PRETRAINED, True, M.SELECT_SOURCE_DEV, "en", "config")
-        assert job.shot_languages == TARGETS and job.eval_languages == TARGETS
-    assert naive.oracle_languages == () and grad.oracle_languages == TARGETS
+        assert job.shot_languages == TARGETS and job.eval_languages == (*TARGETS, "en")  # and the source
+    # naive-mix-train draws the same oracles, to count its conflicts, and projects nothing
+    assert naive.oracle_languages == grad.oracle_languages == TARGETS
+    assert (naive.surgery_mode, grad.surgery_mode) == ("observe", "project")
     (code,) = M.plan_jobs("gradient-mix-train", TARGETS, oracle_includes_source=True)
     assert code.oracle_languages == (*TARGETS, "en")
 
@@ -63,9 +65,10 @@ def test_language_sets_single_and_subset():
     assert [(j.shot_languages, j.oracle_languages, j.eval_languages) for j in single] == [
         ((lang,), (lang,), (lang,)) for lang in TARGETS]
     (subset,) = M.plan_jobs("gradient-mix-train", TARGETS, language_set=("xx", "dd"))
-    assert (subset.shot_languages, subset.oracle_languages, subset.eval_languages) == (("xx", "dd"), ("xx", "dd"), TARGETS)
+    assert (subset.shot_languages, subset.oracle_languages, subset.eval_languages) == (
+        ("xx", "dd"), ("xx", "dd"), (*TARGETS, "en"))
     (naive_subset,) = M.plan_jobs("naive-mix-train", TARGETS, language_set=("xx",))
-    assert naive_subset.oracle_languages == ()
+    assert (naive_subset.oracle_languages, naive_subset.surgery_mode) == (("xx",), "observe")
     assert M.method_label("gradient-mix-train", "single") == "gradient-single"
     assert M.method_label("naive-mix-train", ("xx", "dd")) == "naive-subset(xx+dd)"
     assert M.method_label("ord-fs", "single") == "ord-fs"  # language sets are for one-step methods only
@@ -142,9 +145,26 @@ def test_every_method_runs_and_resumes(tiny_setup, tmp_path, monkeypatch):
     assert {(key.method, key.k) for key in done} == {("zero-shot", 0)} | {(m, 2) for m in C.METHODS[1:]}
 
     results = runner.store.results()
-    cells = {(r["method"], r["language"], r["metric"]) for r in results}
-    assert cells == {(m, lang, metric) for m in C.METHODS for lang in TARGETS for metric in ("f1", "accuracy")}
+    selected = [r for r in results if r["checkpoint"] == "selected"]
+    cells = {(r["method"], r["language"], r["metric"]) for r in selected}
+    # every method is scored on the source language too (the paper's averages include it)
+    assert cells == {(m, lang, metric) for m in C.METHODS for lang in (*TARGETS, "en")
+                     for metric in ("f1", "accuracy")}
+    assert {r["role"] for r in selected if r["language"] == "en"} == {"source"}
+    assert {r["role"] for r in selected if r["language"] != "en"} == {"target"}
     assert all(0.0 <= r["value"] <= 100.0 for r in results)
+    # the target-adapting methods leave English to the source model: they record its score
+    english = {r["method"]: r["value"] for r in selected if r["language"] == "en" and r["metric"] == "f1"}
+    assert english["ord-fs"] == english["ord-fs-dev"] == english["mix-ft"] == english["zero-shot"]
+    assert {r["job"] for r in selected if r["language"] == "en" and r["method"] == "ord-fs"} == {"source-model"}
+    # methods that select also report their last checkpoint, on the same languages
+    last = [r for r in results if r["checkpoint"] == "last"]
+    assert {r["method"] for r in last} == {"ord-fs-dev", "naive-mix-train", "gradient-mix-train"}
+    for method in ("naive-mix-train", "gradient-mix-train"):
+        assert ({(r["language"], r["metric"]) for r in last if r["method"] == method}
+                == {(r["language"], r["metric"]) for r in selected if r["method"] == method})
+        assert {r["selected_step"] for r in last if r["method"] == method} == {
+            r["steps"] for r in last if r["method"] == method}
 
     descs = [t["desc"] for t in spy.trained]
     assert descs.count("source seed1") == 1  # the source model is trained once and shared
@@ -160,7 +180,7 @@ def test_every_method_runs_and_resumes(tiny_setup, tmp_path, monkeypatch):
     (naive,) = [t for t in spy.trained if t["desc"].startswith("naive-mix-train")]
     (grad,) = [t for t in spy.trained if t["desc"].startswith("gradient-mix-train")]
     assert naive["n"] == grad["n"] == 48 + 6 and naive["batch"] == 8
-    assert naive["oracles"] == [] and grad["oracles"] == sorted(TARGETS)
+    assert naive["oracles"] == grad["oracles"] == sorted(TARGETS)
     assert grad["selector"].every == 4
 
     # shots drawn from dev never reach the evaluation of a method that saw them (dd: shots,
@@ -178,17 +198,20 @@ def test_every_method_runs_and_resumes(tiny_setup, tmp_path, monkeypatch):
     assert {key[1]: set(rec.uids) for key, rec in manifest.items()} == {
         lang: {ex.uid for ex in shots} for lang, shots in shots_of.items()}
 
-    # per-job training records, with surgery counters for gradient-mix-train only
+    # per-job training records, with surgery counters for the one-step methods (naive: observed only)
     runs = runner.store.runs()
-    grad_runs = [r for r in runs if r["method"] == "gradient-mix-train"]
-    assert len(grad_runs) == 1 and grad_runs[0]["surgery_counters"]
-    assert sum(c["steps"] for c in grad_runs[0]["surgery_counters"].values()) == grad_runs[0]["steps"]
-    assert all(r["surgery_counters"] is None for r in runs if r["method"] != "gradient-mix-train")
+    for method in ("gradient-mix-train", "naive-mix-train"):
+        (run,) = [r for r in runs if r["method"] == method]
+        assert sum(c["steps"] for c in run["surgery_counters"].values()) == run["steps"]
+    (naive_run,) = [r for r in runs if r["method"] == "naive-mix-train"]
+    assert sum(c["oracle_runs"] for c in naive_run["surgery_counters"].values()) == naive_run["steps"]
+    assert sum(c["projections"] for c in naive_run["surgery_counters"].values()) == 0
+    assert all(r["surgery_counters"] is None for r in runs if "mix-train" not in r["method"])
 
     # zero-shot is exactly the source model: its selected step is the source model's
     source_info = (out / "source_models" / "pos" / "seed1" / "train_result.json")
     assert source_info.exists()
-    zero = [r for r in results if r["method"] == "zero-shot"]
+    zero = [r for r in selected if r["method"] == "zero-shot"]
     assert {r["k"] for r in zero} == {0}
     source = json.loads(source_info.read_text())
     assert source["steps"] == 2 * 6  # 48 English sentences / batch 8, 2 epochs
@@ -211,6 +234,7 @@ def test_every_method_runs_and_resumes(tiny_setup, tmp_path, monkeypatch):
     assert [key.method for key in third.run()] == ["ord-fs"]
     assert [t["desc"].split(" k")[0] for t in spy3.trained] == ["ord-fs"] * 3
     redone = sorted((r["language"], r["metric"], r["value"]) for r in third.store.results() if r["method"] == "ord-fs")
+    assert {r[0] for r in redone} == {*TARGETS, "en"}
     assert redone == sorted((r["language"], r["metric"], r["value"]) for r in results if r["method"] == "ord-fs")
 
 

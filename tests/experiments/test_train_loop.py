@@ -122,8 +122,8 @@ class RecordingSurgery:
 
     instances = []
 
-    def __init__(self, params, alpha, mode, seed):
-        self.params, self.alpha, self.mode, self.seed = list(params), alpha, mode, seed
+    def __init__(self, params, alpha, mode, seed, observe=False):
+        self.params, self.alpha, self.mode, self.seed, self.observe = list(params), alpha, mode, seed, observe
         self.events = []
         self.counters = {"xx": {"steps": 0}}
         RecordingSurgery.instances.append(self)
@@ -331,6 +331,14 @@ def test_oracle_passes_do_not_shift_the_training_randomness(tokenizer, monkeypat
     monkeypatch.setattr(T.IsolatedRNG, "run", lambda self, fn: fn())
     shifted = _final_params(tokenizer, T.SurgerySettings(alpha=1.0))
     assert not all(torch.equal(plain[n], shifted[n]) for n in plain)
+
+
+def test_naive_mix_train_in_observe_mode_trains_exactly_as_without_surgery(tokenizer):
+    # the real library: mode "off" + observe runs every oracle pass and counts conflicts,
+    # and the trained parameters are bit for bit those of plain training
+    plain = _final_params(tokenizer, None)
+    observed = _final_params(tokenizer, T.SurgerySettings(alpha=1.0, mode="off", observe=True))
+    assert all(torch.equal(plain[n], observed[n]) for n in plain)
 
 
 def test_isolated_rng_is_its_own_reproducible_stream():

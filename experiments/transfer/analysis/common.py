@@ -18,7 +18,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from ..results import RUN_CONFIG_FILE, ResultStore, atomic_path, read_json
+from ..results import RUN_CONFIG_FILE, ResultStore, atomic_path, read_json, select_records
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ class RunDir:
         return default if value is None else value
 
     def results(self) -> list[dict]:
-        records = self.store.results()
+        """The target-language scores of the selected checkpoints (what the analyses compare)."""
+        records = select_records(self.store.results())
         if not records:
             raise ValueError(f"{self.store.results_path}: no results (has the run finished a cell?)")
         return records
