@@ -18,29 +18,44 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import transfer` from anywhere
 
-from transfer.config import METHODS, MODEL_SETTINGS, PAPER_SETTINGS, PRESETS, TASKS, resolve_config  # noqa: E402
+from transfer.config import (  # noqa: E402
+    METHODS, MODEL_SETTINGS, PAPER_SETTINGS, PRESETS, TASKS, VARIANTS, precedence_help, presets_help, resolve_config,
+)
 
-SETTINGS_EPILOG = """\
-where settings come from (first wins): an explicit flag; the model's settings; the task's
-paper settings; the preset.
+
+def _paper_line(task, s) -> str:
+    variants = "".join(f", {VARIANTS[v].split(' ')[0]} alpha {values['alpha']:g}"
+                       for v, values in s.variants.items() if "alpha" in values)
+    text = (f"{task:7s} lr {s.lr:g}, batch {s.batch_size} ({s.batch_size // s.grad_accum_steps} x "
+            f"{s.grad_accum_steps} accumulation), {s.epochs:g} epochs, max length {s.max_seq_length}, "
+            f"alpha {s.alpha:g}{variants}"
+            + (f", warm-up {s.warmup_steps}, weight decay {s.weight_decay:g}"
+               if s.warmup_steps or s.weight_decay else "")
+            + (", the last checkpoint" if s.source_selection == "last" else ""))
+    return textwrap.fill(text, width=92, initial_indent="  ", subsequent_indent=" " * 10)
+
+
+def settings_epilog() -> str:
+    """--help's epilog: the precedence table and the tables it reads, rendered from config.py's data."""
+    return precedence_help() + """
 
 the paper's settings per task (XLM-R):
-""" + "\n".join(
-    f"  {t:7s} lr {s.lr:g}, batch {s.batch_size} ({s.batch_size // s.grad_accum_steps} x {s.grad_accum_steps} accumulation), "
-    f"{s.epochs:g} epochs, max length {s.max_seq_length}, alpha {s.alpha:g}"
-    + (f", warm-up {s.warmup_steps}, weight decay {s.weight_decay:g}" if s.warmup_steps or s.weight_decay else "")
-    for t, s in PAPER_SETTINGS.items()
-) + """
+""" + "\n".join(_paper_line(t, s) for t, s in PAPER_SETTINGS.items()) + """
   every task: AdamW eps 1e-8, no weight decay on bias/LayerNorm, linear schedule,
-  max grad norm 1.0 (clipped after the surgery), English dev every 100 steps.
+  max grad norm 1.0 (clipped after the surgery), English dev every 100 steps; target-adapting
+  at batch K, the same lr and epochs, the last checkpoint.
 
 per-model settings:
 """ + "\n".join(f"  {name:18s} {s.note}" for name, s in MODEL_SETTINGS.items()) + """
+
+presets:
+""" + presets_help() + """
 
 the paper's text vs its published code (the default is the paper's text):
   oracle languages      text: a random target language        code: --oracle-includes-source
@@ -54,7 +69,7 @@ the paper's text vs its published code (the default is the paper's text):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] + " See the epilog for the settings' sources.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SETTINGS_EPILOG)
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=settings_epilog())
     g = p.add_argument_group("what to run")
     g.add_argument("--preset", choices=PRESETS, default=None,
                    help="demo (default): small data caps for a CPU, the methods, K, seeds and targets of the demo; "
@@ -67,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--source", default=None, help="source language (default: en)")
     g.add_argument("--targets", default=None,
                    help="comma-separated target languages, or 'all' (every language with data but the source) "
-                        "(demo: ar,hi,zh; tydiqa ar,fi,sw)")
+                        "(demo: ar,hi,zh; tydiqa ko,sw)")
     g.add_argument("--language-set", default=None,
                    help="languages whose shots the one-step methods mix in and draw oracles from: "
                         "all (default, the paper's method), single (one model per target: gradient-single), "
@@ -95,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="micro-batches per optimizer step (paper scripts: NER 2, TyDiQA 4, else 1)")
     g.add_argument("--epochs", type=float, default=None, help="epochs of source and one-step training (paper: 10, TyDiQA 60; demo: 3)")
     g.add_argument("--adapt-epochs", type=float, default=None,
-                   help="epochs of target-adapting at batch K (default: --epochs if given, else the paper's)")
+                   help="epochs of target-adapting (ord-FS, ord-FS+dev, mix-FT) at batch K (default: the resolved "
+                        "--epochs, so it passes over each shot as often as the one-step methods, as in the paper)")
     g.add_argument("--max-steps", type=int, default=None, help="stop every training after this many optimizer steps")
     g.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (paper: 0; TyDiQA 500)")
     g.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (paper: 0; TyDiQA 1e-4)")
@@ -111,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(paper; default) or the last (the paper's choice for TyDiQA, its default there)")
     g.add_argument("--eval-batch-size", type=int, default=None, help="evaluation batch size (default 64)")
     g = p.add_argument_group("gradient surgery")
-    g.add_argument("--alpha", type=float, default=None, help="probability of a surgery step (paper: NER/POS 1, TyDiQA/XNLI 0.1)")
+    g.add_argument("--alpha", type=float, default=None,
+                   help="probability of a surgery step (paper: NER/POS 1, TyDiQA/XNLI 0.1; NER's --language-set "
+                        "variants: single 0.1, a subset 0.4)")
     g.add_argument("--oracle-includes-source", action="store_true",
                    help="published code: English (its K shots) is one of the oracle languages (text: targets only)")
     g.add_argument("--surgery-per-micro-batch", action="store_true",

@@ -1,14 +1,33 @@
-"""Run configuration: the paper's per-task settings, per-model settings, the demo, and
+"""Run configuration: the paper's per-task settings, per-model settings, the presets, and
 the resolution of command-line flags into one :class:`RunConfig`.
 
-Where a setting comes from, in order (the first that is set wins):
+Where each setting comes from is ONE table, :data:`PRECEDENCE`: a setting's name and its
+sources in order; the first source that sets it (gives a value other than None) wins.
+:func:`resolve_config` resolves every setting by looping over its row, and
+``run.py --help`` prints the same table (:func:`precedence_help`), so the documented order
+is the order used. The sources, in the order they take in every row that has them:
 
-1. an explicit command-line flag;
-2. the model's settings (``MODEL_SETTINGS``: the paper's for XLM-R, the CPU demo's
-   for the small offline model ``me5-small``);
-3. the task's paper settings (``PAPER_SETTINGS``);
-4. the preset (``--preset demo``, the default: small data caps so a run finishes on
-   a laptop CPU; ``--preset paper``: all data, every method, K 1,5,10, seeds 1-5).
+1. ``flag``: an explicit command-line flag;
+2. ``model``: the model's settings (``MODEL_SETTINGS``: none for XLM-R, which runs the
+   paper's settings; lr 2e-4 and a frozen word embedding for the small offline model
+   ``me5-small``, without which it barely learns). A model's settings are what that model
+   needs to train at all, whatever the size of the run, so they sit above the preset;
+3. ``preset``: the size of the run (``PRESET_SETTINGS``: ``--preset demo``, the default,
+   caps data and epochs so a run finishes on a laptop CPU; ``--preset paper``: all data,
+   every method, K 1,5,10, seeds 1-5). A preset sits above the paper for the settings it
+   sets: a CPU preset must be able to cut the paper's epochs;
+4. ``variant``: the paper's settings for a ``--language-set`` variant of the one-step
+   methods (its Figure 2: gradient-single, gradient-subset), e.g. NER's alpha 0.1 / 0.4
+   (``TaskSettings.variants``);
+5. ``paper``: the task's paper settings (``PAPER_SETTINGS``);
+6. ``default``: the harness's own default (``DEFAULT_SETTINGS``: the demo preset, POS,
+   me5-small, English, the CPU, ...);
+7. the name of another setting: that setting's resolved value. ``adapt_epochs`` (the
+   epochs of target-adapting: ord-FS, ord-FS+dev and mix-FT fine-tune on the K shots at
+   batch K) is ``flag > epochs``: unless ``--adapt-epochs`` is given, target-adapting
+   makes as many passes over each shot as the one-step methods, which mix the shots into
+   every epoch of their training, as in the paper (the same epochs for both). A preset
+   that cuts the epochs (the demo's 3) cuts both.
 
 Everything the paper's text and its published code disagree on is a switch whose
 default is the paper's text (see ``docs`` of each flag in ``run.py --help``).
@@ -17,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +44,6 @@ TASKS = ("ner", "pos", "tydiqa", "xnli")
 
 #: every method of the paper, in the order of its Table 1
 METHODS = ("zero-shot", "ord-fs-dev", "ord-fs", "mix-ft", "naive-mix-train", "gradient-mix-train")
-
-PRESETS = ("demo", "paper")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,13 +62,21 @@ class TaskSettings:
     weight_decay: float = 0.0
     eval_every: int = 100
     source_selection: str = "source-dev"  # how source-trained and one-step models are selected: source-dev | last
+    adam_eps: float = 1e-8
+    max_grad_norm: float = 1.0
+    freeze_embeddings: bool = False  # the paper fine-tunes the whole model
+    #: the paper's settings for the --language-set variants (the "variant" source):
+    #: {"single" | "subset": {setting: value}}; a setting not named here keeps the task's
+    variants: dict = field(default_factory=dict, compare=False)
 
 
 #: The paper's settings (Xu & Murray 2022, its text; its scripts where the text is silent).
 #: Model: XLM-R large for NER/POS, XLM-R base for XNLI (text) and TyDiQA.
 PAPER_SETTINGS: dict[str, TaskSettings] = {
-    # 32 = 2 x 16 accumulation in the published scripts
-    "ner": TaskSettings(lr=2e-5, batch_size=32, grad_accum_steps=2, epochs=10, max_seq_length=128, alpha=1.0),
+    # 32 = 2 x 16 accumulation in the published scripts. Figure 2's variants on NER (its
+    # footnotes 9-10): alpha 0.1 for gradient-single, 0.4 for the language subsets.
+    "ner": TaskSettings(lr=2e-5, batch_size=32, grad_accum_steps=2, epochs=10, max_seq_length=128, alpha=1.0,
+                        variants={"single": {"alpha": 0.1}, "subset": {"alpha": 0.4}}),
     "pos": TaskSettings(lr=2e-5, batch_size=32, grad_accum_steps=1, epochs=10, max_seq_length=128, alpha=1.0),
     # the scripts run XLM-R large at lr 3e-5; the text names XLM-R base at 2e-5
     "xnli": TaskSettings(lr=2e-5, batch_size=32, grad_accum_steps=1, epochs=10, max_seq_length=128, alpha=0.1),
@@ -62,13 +88,17 @@ PAPER_SETTINGS: dict[str, TaskSettings] = {
 }
 PAPER_MODEL = {"ner": "xlm-roberta-large", "pos": "xlm-roberta-large", "xnli": "xlm-roberta-base", "tydiqa": "xlm-roberta-base"}
 
+#: the --language-set variants with paper settings of their own (``TaskSettings.variants``)
+VARIANTS = {"single": "gradient-single (--language-set single)",
+            "subset": "gradient-subset (--language-set a,b,...)"}
+
 
 @dataclass(frozen=True)
 class ModelSettings:
     """What a model changes in the task settings (None = keep the task's)."""
 
     lr: float | None = None
-    freeze_embeddings: bool = False
+    freeze_embeddings: bool | None = None
     note: str = ""
 
 
@@ -92,41 +122,115 @@ MODEL_SETTINGS: dict[str, ModelSettings] = {
 }
 
 
-@dataclass(frozen=True)
-class PresetSettings:
-    """The size of a run: what to run and how much data to use (None = everything)."""
-
-    methods: tuple[str, ...]
-    ks: tuple[int, ...]
-    seeds: tuple[int, ...]
-    targets: dict[str, tuple[str, ...]] | None  # per task; None = every language with data
-    max_source_examples: int | None
-    max_dev_examples: int | None
-    max_eval_examples: int | None
-    epochs: float | None  # None = the task's
-    eval_every: int | None  # None = the task's
-
-
-PRESET_SETTINGS: dict[str, PresetSettings] = {
+#: The presets: the size of a run. Each is {setting: value} over the settings of
+#: PRECEDENCE whose row has the "preset" source (checked at import), so adding or changing
+#: a preset's setting is one edit here. A setting a preset leaves out (or gives None)
+#: falls to the next source of its row: for the data caps and the targets that means
+#: everything (all data, every language with data); a value given as a dict is per task.
+PRESET_SETTINGS: dict[str, dict[str, object]] = {
     # me5-small on two idle CPU cores: 10 min 56 s wall time (source model 96 steps, naive-
-    # and gradient-mix 96 steps each, ord-FS 3 x 10 steps, evaluation); ~17 min on a busy machine
-    "demo": PresetSettings(
-        methods=("ord-fs", "naive-mix-train", "gradient-mix-train"),
-        ks=(5,),
-        seeds=(1,),
-        targets={"pos": ("ar", "hi", "zh"), "ner": ("ar", "hi", "zh"), "xnli": ("ar", "hi", "zh"),
-                 "tydiqa": ("ko", "sw")},  # the local TyDiQA copy has gold answers only in en, ko, sw train.json
-        max_source_examples=1000,
-        max_dev_examples=200,
-        max_eval_examples=300,
-        epochs=3,
-        eval_every=20,
-    ),
-    "paper": PresetSettings(
-        methods=METHODS, ks=(1, 5, 10), seeds=(1, 2, 3, 4, 5), targets=None,
-        max_source_examples=None, max_dev_examples=None, max_eval_examples=None, epochs=None, eval_every=None,
-    ),
+    # and gradient-mix 96 steps each, evaluation, and ord-FS 3 x 10 steps: measured when
+    # ord-FS still trained the paper's 10 epochs; it now trains the preset's 3, 3 x 3 steps);
+    # ~17 min on a busy machine
+    "demo": {
+        "methods": ("ord-fs", "naive-mix-train", "gradient-mix-train"),
+        "ks": (5,),
+        "seeds": (1,),
+        "targets": {"pos": ("ar", "hi", "zh"), "ner": ("ar", "hi", "zh"), "xnli": ("ar", "hi", "zh"),
+                    "tydiqa": ("ko", "sw")},  # the local TyDiQA copy has gold answers only in en, ko, sw train.json
+        "max_source_examples": 1000,
+        "max_dev_examples": 200,
+        "max_eval_examples": 300,
+        "epochs": 3,
+        "eval_every": 20,
+    },
+    # every target with data, all data, the paper's epochs and evaluation interval
+    "paper": {"methods": METHODS, "ks": (1, 5, 10), "seeds": (1, 2, 3, 4, 5)},
 }
+PRESETS = tuple(PRESET_SETTINGS)
+
+#: The harness's own defaults (the "default" source); a callable gets the settings
+#: resolved so far. Its text for --help is in DEFAULT_NOTES.
+DEFAULT_SETTINGS: dict[str, object] = {
+    "preset": "demo",
+    "task": "pos",
+    "model": "me5-small",
+    "source": "en",
+    "language_set": "all",
+    "data_dir": lambda resolved: default_data_dir(),
+    "output_dir": lambda resolved: Path(f"outputs/{resolved['task']}-{Path(resolved['model']).name}"),
+    "device": "cpu",
+    "eval_batch_size": 64,
+}
+DEFAULT_NOTES = {
+    "data_dir": "$SGS_DATA_DIR, else ../shared/data/xtreme beside the repository, else the hub",
+    "output_dir": "outputs/<task>-<model>",
+}
+
+#: Where every setting resolved from more than one source comes from: its sources in
+#: order, the first that sets it wins (see the module's docstring for the sources). The
+#: rows are resolved in this order, so a row may name a setting above it as a source.
+PRECEDENCE: dict[str, tuple[str, ...]] = {
+    # what to run (first: the sources of the rows below depend on the preset, task, model)
+    "preset": ("flag", "default"),
+    "task": ("flag", "default"),
+    "model": ("flag", "default"),
+    "methods": ("flag", "preset"),
+    "ks": ("flag", "preset"),
+    "seeds": ("flag", "preset"),
+    "source": ("flag", "default"),
+    "targets": ("flag", "preset"),  # neither: every language with data but the source
+    "language_set": ("flag", "default"),
+    "data_dir": ("flag", "default"),
+    "output_dir": ("flag", "default"),
+    "device": ("flag", "default"),
+    # optimisation
+    "lr": ("flag", "model", "preset", "paper"),
+    "batch_size": ("flag", "model", "preset", "paper"),
+    "grad_accum_steps": ("flag", "model", "preset", "paper"),
+    "epochs": ("flag", "model", "preset", "paper"),
+    # target-adapting makes as many passes over each shot as one-step training
+    "adapt_epochs": ("flag", "epochs"),
+    "warmup_steps": ("flag", "model", "preset", "paper"),
+    "weight_decay": ("flag", "model", "preset", "paper"),
+    "adam_eps": ("flag", "model", "preset", "paper"),
+    "max_grad_norm": ("flag", "model", "preset", "paper"),
+    "freeze_embeddings": ("flag", "model", "preset", "paper"),
+    # data size and evaluation
+    "max_seq_length": ("flag", "model", "preset", "paper"),
+    "max_source_examples": ("flag", "preset"),  # neither (or 0): all data, the paper's
+    "max_dev_examples": ("flag", "preset"),
+    "max_eval_examples": ("flag", "preset"),
+    "eval_every": ("flag", "model", "preset", "paper"),
+    "eval_batch_size": ("flag", "preset", "default"),
+    "source_selection": ("flag", "model", "preset", "paper"),
+    # surgery
+    "alpha": ("flag", "model", "preset", "variant", "paper"),
+}
+
+#: What each source is, for --help (a row's source that names a setting: DERIVED_NOTES)
+SOURCE_NOTES = {
+    "flag": "the command-line flag",
+    "model": "the model's settings (per-model settings below)",
+    "preset": "--preset's settings (presets below)",
+    "variant": "the paper's settings for a --language-set variant of the one-step methods",
+    "paper": "the task's paper settings (below)",
+    "default": "the harness's default",
+}
+#: why a row names another setting as a source, for --help
+DERIVED_NOTES = {
+    "adapt_epochs": "unless --adapt-epochs is given, target-adapting (ord-FS, ord-FS+dev, mix-FT: fine-tuning "
+                    "on the K shots at batch K) makes as many passes over each shot as the one-step methods, "
+                    "which mix the shots into every epoch of theirs, as the paper does (the same epochs for both)",
+}
+
+#: a setting's flag attribute where it is not the setting's name
+FLAG_ATTRS = {"ks": "k"}
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a setting: ``ks`` -> ``--k``, ``max_seq_length`` -> ``--max-seq-length``."""
+    return "--" + FLAG_ATTRS.get(name, name).replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -147,7 +251,7 @@ class RunConfig:
     batch_size: int
     grad_accum_steps: int
     epochs: float
-    adapt_epochs: float  # target-adapting (ord-FS, ord-FS+dev, mix-FT): the paper's epochs unless set
+    adapt_epochs: float  # target-adapting (ord-FS, ord-FS+dev, mix-FT): ``epochs`` unless --adapt-epochs
     max_steps: int | None
     warmup_steps: int
     weight_decay: float
@@ -215,6 +319,13 @@ def model_settings(model: str) -> ModelSettings:
     return ModelSettings(note="unknown model: paper settings")
 
 
+def language_set_variant(language_set) -> str | None:
+    """The key of ``TaskSettings.variants`` for a language set: None for "all" (the paper's method)."""
+    if language_set in (None, "all"):
+        return None
+    return "single" if language_set == "single" else "subset"
+
+
 def parse_list(text: str, what: str, cast=str) -> tuple:
     """``"a,b,c"`` -> ("a", "b", "c"); a clear error naming ``what`` on bad items."""
     items = [item.strip() for item in str(text).split(",")]
@@ -229,130 +340,251 @@ def parse_list(text: str, what: str, cast=str) -> tuple:
     return values
 
 
-def _pick(*values):
-    for value in values:
-        if value is not None:
-            return value
-    return None
+# ---------------------------------------------------------------------- resolution
+
+_ALL = object()  # --targets all: every language with data (beats the preset's targets)
+
+#: how a flag's raw value becomes the setting's value (others: as argparse gives it)
+_FLAG_PARSERS = {
+    "methods": lambda text: parse_list(text, "--methods"),
+    "ks": lambda text: parse_list(text, "--k", int),
+    "seeds": lambda text: parse_list(text, "--seeds", int),
+    "targets": lambda text: _ALL if text == "all" else parse_list(text, "--targets"),
+    "language_set": lambda text: text if text in ("all", "single") else parse_list(text, "--language-set"),
+    "data_dir": Path,
+    "output_dir": Path,
+}
+
+
+def _source_value(source: str, name: str, args, resolved: dict):
+    """What ``source`` says for setting ``name`` (None: it does not set it)."""
+    if source == "flag":
+        raw = getattr(args, FLAG_ATTRS.get(name, name), None)
+        if raw is None or (raw == "" and name not in ("ks", "seeds")):  # an empty --k or --seeds is an error
+            return None
+        parse = _FLAG_PARSERS.get(name)
+        return parse(raw) if parse else raw
+    if source == "model":
+        return getattr(model_settings(resolved["model"]), name, None)
+    if source == "preset":
+        value = PRESET_SETTINGS[resolved["preset"]].get(name)
+        return value.get(resolved["task"]) if isinstance(value, dict) else value
+    if source == "variant":
+        variants = PAPER_SETTINGS[resolved["task"]].variants
+        return variants.get(language_set_variant(resolved["language_set"]), {}).get(name)
+    if source == "paper":
+        return getattr(PAPER_SETTINGS[resolved["task"]], name, None)
+    if source == "default":
+        value = DEFAULT_SETTINGS.get(name)
+        return value(resolved) if callable(value) else value
+    if source in resolved:  # another setting, resolved above (check_tables)
+        return resolved[source]
+    raise KeyError(f"PRECEDENCE[{name!r}]: unknown source {source!r} (or a setting not resolved above it)")
+
+
+def resolve_settings(args) -> dict:
+    """Every setting of :data:`PRECEDENCE`, from the first of its sources that sets it, checked.
+
+    Raises ``ValueError`` naming the flag for a bad value.
+    """
+    resolved: dict = {}
+    for name, sources in PRECEDENCE.items():
+        value = None
+        for source in sources:
+            value = _source_value(source, name, args, resolved)
+            if value is not None:
+                break
+        resolved[name] = _check(name, value, resolved)
+    return resolved
+
+
+_CASTS = {"lr": float, "batch_size": int, "grad_accum_steps": int, "epochs": float, "adapt_epochs": float,
+          "warmup_steps": int, "weight_decay": float, "adam_eps": float, "max_grad_norm": float,
+          "freeze_embeddings": bool, "max_seq_length": int, "max_source_examples": int, "max_dev_examples": int,
+          "max_eval_examples": int, "eval_every": int, "eval_batch_size": int, "alpha": float}
+
+
+#: the settings whose sources may all leave them unset (None: every language, the hub, all data)
+_MAY_BE_NONE = {"targets", "data_dir", "max_source_examples", "max_dev_examples", "max_eval_examples"}
+
+
+def _check(name: str, value, r: dict):
+    """``value`` of setting ``name`` cast and checked against the settings resolved so far ``r``."""
+    if value is None and name not in _MAY_BE_NONE:
+        sources = " > ".join(PRECEDENCE[name])
+        raise ValueError(f"{flag_of(name)}: none of its sources ({sources}) sets it; give the flag")
+    if value is not None and name in _CASTS:
+        value = _CASTS[name](value)
+    if name == "preset" and value not in PRESET_SETTINGS:
+        raise ValueError(f"--preset: unknown preset {value!r} (choose from {', '.join(PRESETS)})")
+    if name == "task" and value not in TASKS:
+        raise ValueError(f"--task: unknown task {value!r} (choose from {', '.join(TASKS)})")
+    if name == "methods":
+        unknown = [m for m in value if m not in METHODS]
+        if unknown:
+            raise ValueError(f"--methods: unknown method(s) {', '.join(unknown)} (choose from {', '.join(METHODS)})")
+    if name == "ks" and any(k < 1 for k in value):
+        raise ValueError(f"--k: K must be >= 1, got {','.join(map(str, value))}")
+    if name == "targets":
+        value = None if value is _ALL else value
+        if value is not None and r["source"] in value:
+            raise ValueError(f"--targets: the source language {r['source']!r} cannot also be a target")
+    if name == "language_set" and isinstance(value, tuple) and r["targets"] is not None:
+        outside = [lang for lang in value if lang not in r["targets"]]
+        if outside:
+            raise ValueError(f"--language-set: {', '.join(outside)} not among --targets {','.join(r['targets'])}")
+    if name == "data_dir" and value is not None and not value.is_dir():
+        raise ValueError(f"--data-dir: {value} is not a directory")
+    if name == "device" and value not in ("cpu", "cuda") and not value.startswith("cuda:"):
+        raise ValueError(f"--device: expected cpu or cuda, got {value!r}")
+    if name == "grad_accum_steps":
+        batch_size = r["batch_size"]
+        if batch_size < 1 or value < 1 or batch_size % value:
+            raise ValueError(f"--batch-size {batch_size} must be a positive multiple of --grad-accum-steps {value}")
+    if name in ("lr", "epochs", "adapt_epochs") and value <= 0:
+        raise ValueError(f"{flag_of(name)} must be positive, got {value}")
+    if name == "eval_every" and value < 1:
+        raise ValueError(f"--eval-every must be >= 1, got {value}")
+    if name.startswith("max_") and name.endswith("_examples") and value is not None and value <= 0:
+        value = None  # 0 = all (lets a user lift the demo's cap)
+    if name == "source_selection" and value not in ("source-dev", "last"):
+        raise ValueError(f"--source-selection: expected source-dev or last, got {value!r}")
+    if name == "alpha" and not 0.0 <= value <= 1.0:
+        raise ValueError(f"--alpha must be in [0, 1], got {value}")
+    return value
 
 
 def resolve_config(args) -> RunConfig:
     """Turn parsed flags (an ``argparse.Namespace``; unset flags are None) into a RunConfig.
 
-    Raises ``ValueError`` naming the flag for a bad value.
+    Every setting of :data:`PRECEDENCE` comes from its row's sources; the rest are flags
+    only. Raises ``ValueError`` naming the flag for a bad value.
     """
     get = lambda name: getattr(args, name, None)  # noqa: E731
-    preset_name = get("preset") or "demo"
-    if preset_name not in PRESET_SETTINGS:
-        raise ValueError(f"--preset: unknown preset {preset_name!r} (choose from {', '.join(PRESETS)})")
-    preset = PRESET_SETTINGS[preset_name]
-
-    task = get("task") or "pos"
-    if task not in TASKS:
-        raise ValueError(f"--task: unknown task {task!r} (choose from {', '.join(TASKS)})")
-    paper = PAPER_SETTINGS[task]
-
-    model = get("model") or "me5-small"
-    msettings = model_settings(model)
-
-    methods = parse_list(get("methods"), "--methods") if get("methods") else preset.methods
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"--methods: unknown method(s) {', '.join(unknown)} (choose from {', '.join(METHODS)})")
-    ks = parse_list(get("k"), "--k", int) if get("k") is not None else preset.ks
-    if any(k < 1 for k in ks):
-        raise ValueError(f"--k: K must be >= 1, got {','.join(map(str, ks))}")
-    seeds = parse_list(get("seeds"), "--seeds", int) if get("seeds") is not None else preset.seeds
-
-    source = get("source") or "en"
-    if get("targets") in (None, ""):
-        targets = preset.targets.get(task) if preset.targets else None
-    elif get("targets") == "all":
-        targets = None
-    else:
-        targets = parse_list(get("targets"), "--targets")
-    if targets is not None and source in targets:
-        raise ValueError(f"--targets: the source language {source!r} cannot also be a target")
-
-    language_set = get("language_set") or "all"
-    if language_set not in ("all", "single"):
-        language_set = parse_list(language_set, "--language-set")
-        if targets is not None:
-            outside = [lang for lang in language_set if lang not in targets]
-            if outside:
-                raise ValueError(f"--language-set: {', '.join(outside)} not among --targets {','.join(targets)}")
-
-    data_dir = get("data_dir")
-    data_dir = Path(data_dir) if data_dir else default_data_dir()
-    if data_dir is not None and not data_dir.is_dir():
-        raise ValueError(f"--data-dir: {data_dir} is not a directory")
-
-    batch_size = int(_pick(get("batch_size"), paper.batch_size))
-    grad_accum = int(_pick(get("grad_accum_steps"), paper.grad_accum_steps))
-    if batch_size < 1 or grad_accum < 1 or batch_size % grad_accum:
-        raise ValueError(
-            f"--batch-size {batch_size} must be a positive multiple of --grad-accum-steps {grad_accum}"
-        )
-    max_source = _pick(get("max_source_examples"), preset.max_source_examples)
-    if max_source is not None and max_source <= 0:  # 0 = all (lets a user lift the demo's cap)
-        max_source = None
-    max_dev = _pick(get("max_dev_examples"), preset.max_dev_examples)
-    max_dev = None if max_dev is not None and max_dev <= 0 else max_dev
-    max_eval = _pick(get("max_eval_examples"), preset.max_eval_examples)
-    max_eval = None if max_eval is not None and max_eval <= 0 else max_eval
-
-    alpha = float(_pick(get("alpha"), paper.alpha))
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"--alpha must be in [0, 1], got {alpha}")
-    lr = float(_pick(get("lr"), msettings.lr, paper.lr))
-    if lr <= 0:
-        raise ValueError(f"--lr must be positive, got {lr}")
-    epochs = float(_pick(get("epochs"), preset.epochs, paper.epochs))
-    if epochs <= 0:
-        raise ValueError(f"--epochs must be positive, got {epochs}")
-    adapt_epochs = float(_pick(get("adapt_epochs"), get("epochs"), paper.epochs))
-    if adapt_epochs <= 0:
-        raise ValueError(f"--adapt-epochs must be positive, got {adapt_epochs}")
+    r = resolve_settings(args)
     max_steps = get("max_steps")
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"--max-steps must be >= 1, got {max_steps}")
-    eval_every = int(_pick(get("eval_every"), preset.eval_every, paper.eval_every))
-    if eval_every < 1:
-        raise ValueError(f"--eval-every must be >= 1, got {eval_every}")
-
-    source_selection = get("source_selection") or paper.source_selection
-    if source_selection not in ("source-dev", "last"):
-        raise ValueError(f"--source-selection: expected source-dev or last, got {source_selection!r}")
-
-    device = get("device") or "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"--device: expected cpu or cuda, got {device!r}")
-
-    freeze = get("freeze_embeddings")
-    freeze = msettings.freeze_embeddings if freeze is None else bool(freeze)
-    output_dir = Path(get("output_dir") or f"outputs/{task}-{Path(model).name}")
     cache = get("model_cache_dir")
-
     return RunConfig(
-        task=task, methods=tuple(methods), ks=tuple(ks), seeds=tuple(seeds), source=source,
-        targets=tuple(targets) if targets is not None else None, data_dir=data_dir, model=model,
-        output_dir=output_dir,
-        lr=lr, batch_size=batch_size, grad_accum_steps=grad_accum, epochs=epochs, adapt_epochs=adapt_epochs,
+        **r,
         max_steps=max_steps,
-        warmup_steps=int(_pick(get("warmup_steps"), paper.warmup_steps)),
-        weight_decay=float(_pick(get("weight_decay"), paper.weight_decay)),
-        adam_eps=float(_pick(get("adam_eps"), 1e-8)),
-        max_grad_norm=float(_pick(get("max_grad_norm"), 1.0)),
-        freeze_embeddings=freeze,
-        max_seq_length=int(_pick(get("max_seq_length"), paper.max_seq_length)),
-        max_source_examples=max_source, max_dev_examples=max_dev, max_eval_examples=max_eval,
-        eval_every=eval_every, eval_batch_size=int(_pick(get("eval_batch_size"), 64)),
-        source_selection=source_selection,
-        alpha=alpha, language_set=language_set,
         oracle_includes_source=bool(get("oracle_includes_source")),
         surgery_per_micro_batch=bool(get("surgery_per_micro_batch")),
         tydiqa_shots_in_features=bool(get("tydiqa_shots_in_features")),
-        device=device, model_cache_dir=Path(cache) if cache else None, preset=preset_name,
+        model_cache_dir=Path(cache) if cache else None,
         progress=not get("no_progress"),
         save_models=bool(get("save_models")),
     )
+
+
+def check_tables() -> None:
+    """The tables agree with :data:`PRECEDENCE`; run at import.
+
+    Every value of a preset, a model or a variant is a setting whose row reads that source
+    (else it would be silently ignored), every source of a row is known, and a setting
+    used as a source is resolved above the row that uses it. Raises ``ValueError``.
+    """
+    problems = []
+
+    def require(ok: bool, message: str) -> None:
+        if not ok:
+            problems.append(message)
+
+    def reads(name: str, source: str) -> bool:
+        return source in PRECEDENCE.get(name, ())
+
+    for preset, values in PRESET_SETTINGS.items():
+        for name in values:
+            require(reads(name, "preset"), f"PRESET_SETTINGS[{preset!r}][{name!r}]: its PRECEDENCE row has no 'preset'")
+    for model, settings in MODEL_SETTINGS.items():
+        for f in dataclasses.fields(settings):
+            if f.name != "note" and getattr(settings, f.name) is not None:
+                require(reads(f.name, "model"),
+                        f"MODEL_SETTINGS[{model!r}].{f.name}: its PRECEDENCE row has no 'model'")
+    for task, settings in PAPER_SETTINGS.items():
+        for variant, values in settings.variants.items():
+            require(variant in VARIANTS, f"PAPER_SETTINGS[{task!r}].variants: unknown variant {variant!r}")
+            for name in values:
+                require(reads(name, "variant"),
+                        f"PAPER_SETTINGS[{task!r}].variants[{variant!r}][{name!r}]: "
+                        "its PRECEDENCE row has no 'variant'")
+    order = list(PRECEDENCE)
+    for name, sources in PRECEDENCE.items():
+        for source in sources:
+            derived = source in order and order.index(source) < order.index(name) and name in DERIVED_NOTES
+            require(source in SOURCE_NOTES or derived,
+                    f"PRECEDENCE[{name!r}]: unknown source {source!r} (a setting as a source must be resolved "
+                    "above the row and explained in DERIVED_NOTES)")
+        if "default" in sources:
+            require(name in DEFAULT_SETTINGS, f"PRECEDENCE[{name!r}] reads 'default'; DEFAULT_SETTINGS has none")
+    if problems:
+        raise ValueError("config tables: " + "; ".join(problems))
+
+
+check_tables()
+
+
+# ---------------------------------------------------------------------- --help text
+
+def _value_text(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _wrap(text: str, indent: str = "  ", hanging: str = "    ", width: int = 92) -> str:
+    return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=hanging,
+                         break_on_hyphens=False)
+
+
+def precedence_help() -> str:
+    """The text of :data:`PRECEDENCE` for ``run.py --help``: one line per group of flags with
+    the same sources (in the table's order), then what each source is. Read from the
+    tables when called."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, sources in PRECEDENCE.items():
+        groups.setdefault(sources, []).append(name)
+    lines = ["where each setting comes from (its sources in order: the first that sets it wins):"]
+    chains = {sources: " > ".join(sources) for sources in groups}
+    width = max(map(len, chains.values())) + 2
+    for sources, names in groups.items():
+        lines.append(_wrap(" ".join(flag_of(n) for n in names), indent="  " + chains[sources].ljust(width),
+                           hanging=" " * (2 + width)))
+    lines.append("the sources:")
+    used = [s for s in SOURCE_NOTES if any(s in sources for sources in PRECEDENCE.values())]
+    for source in used:
+        note = SOURCE_NOTES[source]
+        if source == "variant":
+            note += ": " + "; ".join(
+                f"{VARIANTS[v]}: " + (", ".join(
+                    f"{task} {k} {_value_text(x)}"
+                    for task, s in PAPER_SETTINGS.items() for k, x in s.variants.get(v, {}).items()) or "none")
+                + " (other tasks: the task's)"
+                for v in VARIANTS)
+        if source == "default":
+            note += ": " + ", ".join(f"{flag_of(n)} {DEFAULT_NOTES.get(n) or _value_text(DEFAULT_SETTINGS[n])}"
+                                     for n, sources in PRECEDENCE.items() if "default" in sources)
+        lines.append(_wrap(f"{source}: {note}"))
+    for name, sources in PRECEDENCE.items():
+        for source in sources:
+            if source not in SOURCE_NOTES:  # another setting
+                lines.append(_wrap(f"{source} (in {flag_of(name)}): the resolved {flag_of(source)}: "
+                                   + DERIVED_NOTES.get(name, "")))
+    return "\n".join(lines)
+
+
+def presets_help() -> str:
+    """Each preset's settings, as flags, for ``run.py --help``."""
+    lines = [_wrap("a setting a preset leaves out comes from the next source of its row; no --targets: "
+                   "every language with data; no cap: all data", indent="  ", hanging="  ")]
+    for preset, values in PRESET_SETTINGS.items():
+        parts = []
+        for name, value in values.items():
+            if isinstance(value, dict):
+                value = "; ".join(f"{task} {_value_text(v)}" for task, v in value.items())
+            parts.append(f"{flag_of(name)} {_value_text(value)}")
+        lines.append(_wrap(f"{preset}: " + ", ".join(parts)))
+    return "\n".join(lines)

@@ -1,5 +1,7 @@
-"""run.py's flags and their resolution into a RunConfig (flag > model > task paper > preset)."""
+"""run.py's flags and their resolution into a RunConfig (config.PRECEDENCE: flag > model > preset > paper)."""
 import importlib.util
+import re
+import types
 from pathlib import Path
 
 import pytest
@@ -34,10 +36,11 @@ def test_no_arguments_is_the_cpu_demo(run_module, tmp_path):
     # the task's paper settings
     assert (c.batch_size, c.grad_accum_steps, c.max_seq_length, c.alpha, c.adam_eps, c.max_grad_norm) == (
         32, 1, 128, 1.0, 1e-8, 1.0)
-    assert (c.weight_decay, c.warmup_steps, c.adapt_epochs) == (0.0, 0, 10.0)
-    # the demo's caps
+    assert (c.weight_decay, c.warmup_steps) == (0.0, 0)
+    # the demo's caps, over the paper's epochs and evaluation interval
     assert (c.max_source_examples, c.max_dev_examples, c.max_eval_examples, c.epochs, c.eval_every) == (
         1000, 200, 300, 3.0, 20)
+    assert c.adapt_epochs == c.epochs  # target-adapting passes over the shots as often as one-step training
     assert c.language_set == "all"
     assert not (c.oracle_includes_source or c.surgery_per_micro_batch or c.tydiqa_shots_in_features)
 
@@ -140,5 +143,154 @@ def test_report_only_rebuilds_reports_without_running(run_module, tmp_path, caps
     ResultStore(out).record_cell(CellKey("pos", "ord-fs", 5, 1), [
         {"task": "pos", "method": "ord-fs", "k": 5, "seed": 1, "language": "hi", "metric": "f1", "value": 70.0}], [])
     assert run_module.main(["--report-only", "--output-dir", str(out), "--data-dir", str(tmp_path)]) == 0
-    assert "| 5 | ord-fs | 70.00 (n=1) |" in capsys.readouterr().out
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 5 | ord-fs |")]
+    assert rows and "70.00 (n=1)" in rows[0]  # whatever columns the summary has
     assert (out / "summary.md").exists() and not (out / "source_models").exists()
+
+
+# ------------------------------------------------------------------ the precedence table
+
+
+@pytest.mark.parametrize("preset", C.PRESETS)
+@pytest.mark.parametrize("task", C.TASKS)
+def test_target_adapting_trains_the_epochs_of_one_step_training(run_module, tmp_path, preset, task):
+    # the paper: ord-FS and mix-FT train its epochs on the shots, as the one-step methods (which
+    # mix the shots into each of their epochs); a preset that cuts the epochs cuts both
+    c = resolve(run_module, "--preset", preset, "--task", task, data_dir=tmp_path)
+    assert c.adapt_epochs == c.epochs
+    assert c.epochs == (3.0 if preset == "demo" else C.PAPER_SETTINGS[task].epochs)
+
+
+def test_demo_adapts_3_epochs_and_an_explicit_adapt_epochs_wins(run_module, tmp_path):
+    assert resolve(run_module, data_dir=tmp_path).adapt_epochs == 3.0  # the demo's epochs, not the paper's 10
+    assert resolve(run_module, "--epochs", "2", data_dir=tmp_path).adapt_epochs == 2.0
+    c = resolve(run_module, "--epochs", "2", "--adapt-epochs", "7", data_dir=tmp_path)
+    assert (c.epochs, c.adapt_epochs) == (2.0, 7.0)
+    assert resolve(run_module, "--adapt-epochs", "7", data_dir=tmp_path).epochs == 3.0
+
+
+def epilog_table(epilog: str) -> dict[str, str]:
+    """flag -> "source > source ..." as the epilog's precedence section says it."""
+    section = epilog.split("the sources:")[0].splitlines()[1:]
+    table, chain = {}, None
+    for line in section:
+        if not line.startswith("   "):  # a new group: its chain, then its flags
+            chain, *rest = re.split(r"\s{2,}", line.strip())
+            flags = " ".join(rest).split()
+        else:
+            flags = line.split()
+        table.update({flag: chain for flag in flags})
+    return table
+
+
+def test_the_epilog_is_the_precedence_table(run_module):
+    expected = {C.flag_of(name): " > ".join(sources) for name, sources in C.PRECEDENCE.items()}
+    assert epilog_table(run_module.build_parser().epilog) == expected
+    # the order the task asks for, for the settings that have the sources
+    assert expected["--lr"] == expected["--epochs"] == "flag > model > preset > paper"
+    assert expected["--adapt-epochs"] == "flag > epochs"
+    assert expected["--alpha"].endswith("variant > paper")
+    # every setting resolved from several sources is in the table
+    for name in ("lr", "batch_size", "grad_accum_steps", "epochs", "adapt_epochs", "eval_every", "warmup_steps",
+                 "weight_decay", "max_seq_length", "alpha", "max_source_examples", "max_dev_examples",
+                 "max_eval_examples", "adam_eps", "max_grad_norm", "eval_batch_size", "freeze_embeddings",
+                 "source_selection", "methods", "ks", "seeds", "targets"):
+        assert len(C.PRECEDENCE[name]) > 1, name
+
+
+def test_changing_the_table_changes_the_resolution_and_the_epilog(run_module, tmp_path, monkeypatch):
+    monkeypatch.setitem(C.PRECEDENCE, "epochs", ("flag", "paper", "preset"))  # the paper over the preset
+    assert epilog_table(run_module.build_parser().epilog)["--epochs"] == "flag > paper > preset"
+    c = resolve(run_module, data_dir=tmp_path)  # the demo preset
+    assert (c.epochs, c.adapt_epochs) == (10.0, 10.0)
+    monkeypatch.setitem(C.PRECEDENCE, "adapt_epochs", ("flag", "preset"))
+    assert epilog_table(run_module.build_parser().epilog)["--adapt-epochs"] == "flag > preset"
+
+
+def test_a_flag_beats_the_model_beats_the_preset_beats_the_paper(run_module, tmp_path, monkeypatch):
+    # lr has all four once the demo preset sets one (one edit: a key of the preset)
+    monkeypatch.setitem(C.PRESET_SETTINGS, "demo", {**C.PRESET_SETTINGS["demo"], "lr": 3e-4})
+    C.check_tables()
+    assert "--lr 0.0003" in " ".join(run_module.build_parser().epilog.split())  # the presets' section shows it
+    assert resolve(run_module, "--lr", "1e-3", data_dir=tmp_path).lr == 1e-3  # flag
+    assert resolve(run_module, data_dir=tmp_path).lr == 2e-4  # me5-small's
+    assert resolve(run_module, "--model", "xlm-roberta-large", data_dir=tmp_path).lr == 3e-4  # the preset's
+    paper = resolve(run_module, "--preset", "paper", "--model", "xlm-roberta-large", data_dir=tmp_path)
+    assert paper.lr == 2e-5  # the paper's
+    # and with the real tables: the demo preset's epochs over the paper's, the model's
+    # frozen embedding over the paper's full fine-tuning
+    assert resolve(run_module, data_dir=tmp_path).epochs == 3.0
+    assert resolve(run_module, "--preset", "paper", data_dir=tmp_path).epochs == 10.0
+    assert resolve(run_module, data_dir=tmp_path).freeze_embeddings is True
+    assert resolve(run_module, "--model", "xlm-roberta-base", data_dir=tmp_path).freeze_embeddings is False
+
+
+def test_a_preset_setting_its_row_does_not_read_is_refused(monkeypatch):
+    monkeypatch.setitem(C.PRESET_SETTINGS, "demo", {**C.PRESET_SETTINGS["demo"], "adapt_epochs": 5})
+    with pytest.raises(ValueError, match=r"PRESET_SETTINGS\['demo'\]\['adapt_epochs'\].*no 'preset'"):
+        C.check_tables()
+    monkeypatch.setitem(C.PRECEDENCE, "adapt_epochs", ("flag", "eval_every"))  # resolved below it
+    with pytest.raises(ValueError, match="unknown source 'eval_every'"):
+        C.check_tables()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "--epochs must be positive"),
+    (["--adapt-epochs", "-1"], "--adapt-epochs must be positive"),
+    (["--max-steps", "0"], "--max-steps must be >= 1"),
+    (["--seeds", "1,1"], "--seeds: repeated item"),
+    (["--language-set", "ar,,hi"], "--language-set: empty item"),
+])
+def test_more_bad_values_are_named(run_module, tmp_path, argv, message):
+    with pytest.raises(ValueError, match=message):
+        resolve(run_module, *argv, data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("preset", "huge", "--preset: unknown preset 'huge'"),
+    ("task", "qa", "--task: unknown task 'qa'"),
+    ("source_selection", "best", "--source-selection: expected source-dev or last"),
+])
+def test_bad_values_past_argparse_are_named(tmp_path, name, value, message):
+    with pytest.raises(ValueError, match=message):
+        C.resolve_config(types.SimpleNamespace(data_dir=str(tmp_path), **{name: value}))
+
+
+def test_a_bad_value_from_a_preset_names_its_flag(run_module, tmp_path, monkeypatch):
+    monkeypatch.setitem(C.PRESET_SETTINGS, "demo", {**C.PRESET_SETTINGS["demo"], "epochs": 0, "eval_every": 0})
+    with pytest.raises(ValueError, match="--epochs must be positive, got 0"):
+        resolve(run_module, data_dir=tmp_path)
+    assert resolve(run_module, "--epochs", "1", "--eval-every", "5", data_dir=tmp_path).epochs == 1.0
+
+
+# ------------------------------------------------------------------ Figure 2's variants
+
+
+def test_ner_variants_take_the_papers_alphas(run_module, tmp_path):
+    ner = lambda *argv: resolve(run_module, "--task", "ner", *argv, data_dir=tmp_path)  # noqa: E731
+    assert ner().alpha == 1.0  # gradient-mix-train: every step
+    assert ner("--language-set", "single").alpha == 0.1  # gradient-single (footnote 9)
+    assert ner("--language-set", "ar,hi").alpha == 0.4  # gradient-subset (footnote 10)
+    assert ner("--language-set", "ar").alpha == 0.4  # a one-language subset is a subset
+    assert ner("--language-set", "single", "--alpha", "0.7").alpha == 0.7  # a flag beats the variant
+    # the variant's alpha is a result setting: a resumed run with another alpha is refused
+    assert ner("--language-set", "single").result_settings()["alpha"] == 0.1
+    # other tasks keep their alpha
+    assert resolve(run_module, "--language-set", "single", data_dir=tmp_path).alpha == 1.0  # pos
+    assert resolve(run_module, "--task", "xnli", "--language-set", "ar", data_dir=tmp_path).alpha == 0.1
+    assert C.PAPER_SETTINGS["ner"].variants == {"single": {"alpha": 0.1}, "subset": {"alpha": 0.4}}
+
+
+def test_the_epilog_shows_the_variants_alphas(run_module):
+    epilog = " ".join(run_module.build_parser().epilog.split())
+    assert "gradient-single (--language-set single): ner alpha 0.1" in epilog
+    assert "gradient-subset (--language-set a,b,...): ner alpha 0.4" in epilog
+    assert "ner lr 2e-05, batch 32 (16 x 2 accumulation), 10 epochs, max length 128, alpha 1, " \
+           "gradient-single alpha 0.1, gradient-subset alpha 0.4" in epilog
+
+
+def test_a_setting_no_source_sets_names_its_flag(run_module, tmp_path, monkeypatch):
+    monkeypatch.setitem(C.PRECEDENCE, "lr", ("flag",))
+    with pytest.raises(ValueError, match=r"--lr: none of its sources \(flag\) sets it"):
+        resolve(run_module, data_dir=tmp_path)
+    assert resolve(run_module, "--lr", "1e-4", data_dir=tmp_path).lr == 1e-4
