@@ -107,6 +107,26 @@ class MixedSet(Dataset):
         return self.sets[0].collate(items)
 
 
+class RandomOracleBatch:
+    """A fresh random batch of ``size`` examples of ``dataset`` at every call.
+
+    The published code's oracles beyond the text: its English oracle is a random source
+    batch of min(K, micro-batch) examples each time it is drawn, and its XNLI oracle a
+    random min(K, micro-batch) subset of the 3K shots. The draws come from a private
+    ``random.Random(seed)``, so they are reproducible and move no other random stream.
+    """
+
+    def __init__(self, dataset, size: int, seed: int):
+        if len(dataset) == 0:
+            raise ValueError("RandomOracleBatch: the dataset is empty")
+        self.dataset, self.size = dataset, min(int(size), len(dataset))
+        self.rng = random.Random(seed)
+
+    def __call__(self) -> Mapping:
+        picked = self.rng.sample(range(len(self.dataset)), self.size)
+        return self.dataset.collate([self.dataset[i] for i in picked])
+
+
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
@@ -182,8 +202,9 @@ def train(
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` (a Dataset with ``.collate``); see the module docstring.
 
-    ``oracle_batches`` maps a language to its oracle batch (its K shots, collated);
-    with ``surgery`` set, ``sgs_ext.StochasticGradientSurgery`` projects the step's
+    ``oracle_batches`` maps a language to its oracle batch (its K shots, collated), or to a
+    callable returning a new batch at every oracle pass (:class:`RandomOracleBatch`); with
+    ``surgery`` set, ``sgs_ext.StochasticGradientSurgery`` projects the step's
     gradient against one of them at each step.
 
     Everything random is seeded from ``seed`` here (python, numpy and torch for dropout;
@@ -221,10 +242,15 @@ def train(
         # per-micro-batch surgery (the published code) projects the *running* accumulated gradient
         surgeon = StochasticGradientSurgery(params, alpha=surgery.alpha, mode=surgery.mode, seed=seed,
                                             observe=surgery.observe)
-        oracle_on_device = {lang: to_device(batch, device) for lang, batch in oracle_batches.items()}
         oracle_rng = IsolatedRNG(seed, device)
-        closures = {lang: (lambda b=batch: oracle_rng.run(lambda: model(**b).loss))
-                    for lang, batch in oracle_on_device.items()}
+
+        def closure(batch):
+            if callable(batch):  # a new batch at every oracle pass
+                return lambda: oracle_rng.run(lambda: model(**to_device(batch(), device)).loss)
+            on_device = to_device(batch, device)  # one fixed batch, moved once
+            return lambda: oracle_rng.run(lambda: model(**on_device).loss)
+
+        closures = {lang: closure(batch) for lang, batch in oracle_batches.items()}
 
     result = TrainResult(steps=0, selected_step=0, selected_score=None)
     best_state = None

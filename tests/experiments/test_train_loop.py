@@ -206,6 +206,28 @@ def test_surgery_per_micro_batch_option(tokenizer, fake_sgs):
     assert kinds == ["surgery", "surgery", "clip"] * 4
 
 
+def test_a_sampled_oracle_gives_a_new_batch_at_every_pass(tokenizer, fake_sgs):
+    # the published code's English oracle: a fresh random min(K, micro-batch) batch each time
+    english = ToyTagging(tokenizer, H.sentences("en", 20, 4))
+    sampler = T.RandomOracleBatch(english, size=3, seed=5)
+    drawn = []
+
+    def recording():
+        batch = sampler()
+        drawn.append(batch["input_ids"].tolist())
+        return batch
+
+    data = ToyTagging(tokenizer, H.sentences("en", 32, 0))
+    T.train(tiny_model(tokenizer), data, settings(), seed=0, oracle_batches={"en": recording},
+            surgery=T.SurgerySettings(alpha=1.0), progress=False)
+    assert len(drawn) == 4 and all(len(b) == 3 for b in drawn)  # one per step, 3 examples each
+    assert len({str(b) for b in drawn}) > 1  # not one fixed batch
+    # reproducible from its seed, and never more than the dataset holds
+    again = T.RandomOracleBatch(english, size=3, seed=5)
+    assert again()["input_ids"].tolist() == T.RandomOracleBatch(english, size=3, seed=5)()["input_ids"].tolist()
+    assert len(T.RandomOracleBatch(english, size=99, seed=0)()["input_ids"]) == 20
+
+
 def test_surgery_needs_oracle_batches(tokenizer):
     data = ToyTagging(tokenizer, H.sentences("en", 8, 0))
     with pytest.raises(ValueError, match="oracle batches"):
