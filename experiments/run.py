@@ -57,9 +57,13 @@ per-model settings:
 presets:
 """ + presets_help() + """
 
-the paper's text vs its published code (the default is the paper's text):
+the paper's text vs its published code (the default is the paper's text; --published-code
+gives every code column at once, a single flag one of them):
   oracle languages      text: a random target language        code: --oracle-includes-source
+                                                                    (English: a fresh random batch)
   surgery with accum.   text: once per optimizer step         code: --surgery-per-micro-batch
+  NER/POS batch         text: 32                              code: 2 x 16 (--grad-accum-steps 16)
+  XNLI oracle batch     text: the 3K shots                    code: --oracle-shot-subset
   TyDiQA shots          text: K questions                     code: --tydiqa-shots-in-features
   TyDiQA epochs         text: 60                              code: --epochs 30
   XNLI model            text: XLM-R base, lr 2e-5             code: --model xlm-roberta-large --lr 3e-5
@@ -130,12 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--alpha", type=float, default=None,
                    help="probability of a surgery step (paper: NER/POS 1, TyDiQA/XNLI 0.1; NER's --language-set "
                         "variants: single 0.1, a subset 0.4)")
-    g.add_argument("--oracle-includes-source", action="store_true",
-                   help="published code: English (its K shots) is one of the oracle languages (text: targets only)")
-    g.add_argument("--surgery-per-micro-batch", action="store_true",
-                   help="published code: surgery after every micro-batch on the running accumulated gradient "
-                        "(text: once per optimizer step)")
-    g.add_argument("--tydiqa-shots-in-features", action="store_true",
+    g.add_argument("--published-code", action="store_true", default=None,
+                   help="the paper's published scripts wherever they differ from its text, in one switch (the "
+                        "'code' source of the table in the epilog: NER/POS 2 x 16 accumulation with surgery after "
+                        "every micro-batch, English among the oracles, ...); single flags still win")
+    code = argparse.BooleanOptionalAction
+    g.add_argument("--oracle-includes-source", action=code, default=None,
+                   help="published code: English is one of the oracle languages, as a fresh random English batch "
+                        "of min(K, micro-batch) at every oracle pass (text: target languages only)")
+    g.add_argument("--surgery-per-micro-batch", action=code, default=None,
+                   help="published code: surgery after every micro-batch on the running accumulated gradient, "
+                        "each with its own language draw (text: once per optimizer step)")
+    g.add_argument("--oracle-shot-subset", action=code, default=None,
+                   help="published code (its XNLI): each oracle pass on a random min(K, micro-batch) subset of the "
+                        "language's shots (text: all K shots, 3K for XNLI)")
+    g.add_argument("--tydiqa-shots-in-features", action=code, default=None,
                    help="published code: TyDiQA's K counts features after doc-stride splitting (text: questions)")
     g = p.add_argument_group("running")
     g.add_argument("--device", default=None, help="cpu (default) or cuda")

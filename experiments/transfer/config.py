@@ -16,13 +16,16 @@ is the order used. The sources, in the order they take in every row that has the
    caps data and epochs so a run finishes on a laptop CPU; ``--preset paper``: all data,
    every method, K 1,5,10, seeds 1-5). A preset sits above the paper for the settings it
    sets: a CPU preset must be able to cut the paper's epochs;
-4. ``variant``: the paper's settings for a ``--language-set`` variant of the one-step
+4. ``code``: with ``--published-code``, the settings of the paper's published scripts where
+   they differ from its text (``CODE_SETTINGS``: NER and POS 2 x 16 accumulation with
+   surgery after every micro-batch, English among the oracles, ...); without it, nothing;
+5. ``variant``: the paper's settings for a ``--language-set`` variant of the one-step
    methods (its Figure 2: gradient-single, gradient-subset), e.g. NER's alpha 0.1 / 0.4
    (``TaskSettings.variants``);
-5. ``paper``: the task's paper settings (``PAPER_SETTINGS``);
-6. ``default``: the harness's own default (``DEFAULT_SETTINGS``: the demo preset, POS,
+6. ``paper``: the task's paper settings (``PAPER_SETTINGS``);
+7. ``default``: the harness's own default (``DEFAULT_SETTINGS``: the demo preset, POS,
    me5-small, English, the CPU, ...);
-7. the name of another setting: that setting's resolved value. ``adapt_epochs`` (the
+8. the name of another setting: that setting's resolved value. ``adapt_epochs`` (the
    epochs of target-adapting: ord-FS, ord-FS+dev and mix-FT fine-tune on the K shots at
    batch K) is ``flag > epochs``: unless ``--adapt-epochs`` is given, target-adapting
    makes as many passes over each shot as the one-step methods, which mix the shots into
@@ -87,6 +90,22 @@ PAPER_SETTINGS: dict[str, TaskSettings] = {
     ),
 }
 PAPER_MODEL = {"ner": "xlm-roberta-large", "pos": "xlm-roberta-large", "xnli": "xlm-roberta-base", "tydiqa": "xlm-roberta-base"}
+
+#: The published code's settings where they differ from the paper's text (the "code" source,
+#: read only with --published-code; each is also its own flag). The scripts train NER and
+#: POS with per-device batch 2 x 16 accumulation and run the surgery after every micro-batch
+#: on the running accumulated gradient (16 projections per step, each with its own language
+#: draw); every prediction language is an oracle, English included, as a fresh random
+#: source batch of min(K, micro-batch) each time; the XNLI oracle is a random min(K,
+#: micro-batch) subset of the 3K shots; TyDiQA counts K in features and trains 30 epochs;
+#: XNLI runs at lr 3e-5 (with XLM-R large: give --model xlm-roberta-large).
+_CODE_ORACLES = {"oracle_includes_source": True, "surgery_per_micro_batch": True}
+CODE_SETTINGS: dict[str, dict[str, object]] = {
+    "ner": {"grad_accum_steps": 16, **_CODE_ORACLES},
+    "pos": {"grad_accum_steps": 16, **_CODE_ORACLES},
+    "xnli": {"lr": 3e-5, "oracle_shot_subset": True, **_CODE_ORACLES},
+    "tydiqa": {"epochs": 30, "tydiqa_shots_in_features": True, **_CODE_ORACLES},
+}
 
 #: the --language-set variants with paper settings of their own (``TaskSettings.variants``)
 VARIANTS = {"single": "gradient-single (--language-set single)",
@@ -161,6 +180,11 @@ DEFAULT_SETTINGS: dict[str, object] = {
     "output_dir": lambda resolved: Path(f"outputs/{resolved['task']}-{Path(resolved['model']).name}"),
     "device": "cpu",
     "eval_batch_size": 64,
+    "published_code": False,
+    "oracle_includes_source": False,
+    "surgery_per_micro_batch": False,
+    "oracle_shot_subset": False,
+    "tydiqa_shots_in_features": False,
 }
 DEFAULT_NOTES = {
     "data_dir": "$SGS_DATA_DIR, else ../shared/data/xtreme beside the repository, else the hub",
@@ -184,11 +208,12 @@ PRECEDENCE: dict[str, tuple[str, ...]] = {
     "data_dir": ("flag", "default"),
     "output_dir": ("flag", "default"),
     "device": ("flag", "default"),
+    "published_code": ("flag", "default"),  # switches the "code" source on
     # optimisation
-    "lr": ("flag", "model", "preset", "paper"),
+    "lr": ("flag", "model", "preset", "code", "paper"),
     "batch_size": ("flag", "model", "preset", "paper"),
-    "grad_accum_steps": ("flag", "model", "preset", "paper"),
-    "epochs": ("flag", "model", "preset", "paper"),
+    "grad_accum_steps": ("flag", "model", "preset", "code", "paper"),
+    "epochs": ("flag", "model", "preset", "code", "paper"),
     # target-adapting makes as many passes over each shot as one-step training
     "adapt_epochs": ("flag", "epochs"),
     "warmup_steps": ("flag", "model", "preset", "paper"),
@@ -206,6 +231,11 @@ PRECEDENCE: dict[str, tuple[str, ...]] = {
     "source_selection": ("flag", "model", "preset", "paper"),
     # surgery
     "alpha": ("flag", "model", "preset", "variant", "paper"),
+    # where the paper's text and its published code differ (text: the default)
+    "oracle_includes_source": ("flag", "code", "default"),
+    "surgery_per_micro_batch": ("flag", "code", "default"),
+    "oracle_shot_subset": ("flag", "code", "default"),
+    "tydiqa_shots_in_features": ("flag", "code", "default"),
 }
 
 #: What each source is, for --help (a row's source that names a setting: DERIVED_NOTES)
@@ -213,6 +243,7 @@ SOURCE_NOTES = {
     "flag": "the command-line flag",
     "model": "the model's settings (per-model settings below)",
     "preset": "--preset's settings (presets below)",
+    "code": "with --published-code, the published scripts' settings (published code below)",
     "variant": "the paper's settings for a --language-set variant of the one-step methods",
     "paper": "the task's paper settings (below)",
     "default": "the harness's default",
@@ -269,9 +300,11 @@ class RunConfig:
     # surgery
     alpha: float
     language_set: str | tuple[str, ...]  # "all", "single" or a tuple of languages
-    oracle_includes_source: bool
-    surgery_per_micro_batch: bool
+    oracle_includes_source: bool  # code: English is an oracle too, a fresh random source batch each time
+    surgery_per_micro_batch: bool  # code: surgery after every micro-batch on the running accumulated gradient
+    oracle_shot_subset: bool  # code: each oracle pass on a random min(K, micro-batch) subset of the shots
     tydiqa_shots_in_features: bool
+    published_code: bool  # the "code" source was on
     # where and how
     device: str
     model_cache_dir: Path | None = None
@@ -372,6 +405,8 @@ def _source_value(source: str, name: str, args, resolved: dict):
     if source == "variant":
         variants = PAPER_SETTINGS[resolved["task"]].variants
         return variants.get(language_set_variant(resolved["language_set"]), {}).get(name)
+    if source == "code":
+        return CODE_SETTINGS[resolved["task"]].get(name) if resolved["published_code"] else None
     if source == "paper":
         return getattr(PAPER_SETTINGS[resolved["task"]], name, None)
     if source == "default":
@@ -401,7 +436,9 @@ def resolve_settings(args) -> dict:
 _CASTS = {"lr": float, "batch_size": int, "grad_accum_steps": int, "epochs": float, "adapt_epochs": float,
           "warmup_steps": int, "weight_decay": float, "adam_eps": float, "max_grad_norm": float,
           "freeze_embeddings": bool, "max_seq_length": int, "max_source_examples": int, "max_dev_examples": int,
-          "max_eval_examples": int, "eval_every": int, "eval_batch_size": int, "alpha": float}
+          "max_eval_examples": int, "eval_every": int, "eval_batch_size": int, "alpha": float,
+          "published_code": bool, "oracle_includes_source": bool, "surgery_per_micro_batch": bool,
+          "oracle_shot_subset": bool, "tydiqa_shots_in_features": bool}
 
 
 #: the settings whose sources may all leave them unset (None: every language, the hub, all data)
@@ -469,9 +506,6 @@ def resolve_config(args) -> RunConfig:
     return RunConfig(
         **r,
         max_steps=max_steps,
-        oracle_includes_source=bool(get("oracle_includes_source")),
-        surgery_per_micro_batch=bool(get("surgery_per_micro_batch")),
-        tydiqa_shots_in_features=bool(get("tydiqa_shots_in_features")),
         model_cache_dir=Path(cache) if cache else None,
         progress=not get("no_progress"),
         save_models=bool(get("save_models")),
@@ -502,6 +536,9 @@ def check_tables() -> None:
             if f.name != "note" and getattr(settings, f.name) is not None:
                 require(reads(f.name, "model"),
                         f"MODEL_SETTINGS[{model!r}].{f.name}: its PRECEDENCE row has no 'model'")
+    for task, values in CODE_SETTINGS.items():
+        for name in values:
+            require(reads(name, "code"), f"CODE_SETTINGS[{task!r}][{name!r}]: its PRECEDENCE row has no 'code'")
     for task, settings in PAPER_SETTINGS.items():
         for variant, values in settings.variants.items():
             require(variant in VARIANTS, f"PAPER_SETTINGS[{task!r}].variants: unknown variant {variant!r}")
@@ -564,6 +601,9 @@ def precedence_help() -> str:
                     for task, s in PAPER_SETTINGS.items() for k, x in s.variants.get(v, {}).items()) or "none")
                 + " (other tasks: the task's)"
                 for v in VARIANTS)
+        if source == "code":
+            note += ": " + "; ".join(f"{task} " + ", ".join(f"{flag_of(k)} {_value_text(x)}" for k, x in values.items())
+                                     for task, values in CODE_SETTINGS.items())
         if source == "default":
             note += ": " + ", ".join(f"{flag_of(n)} {DEFAULT_NOTES.get(n) or _value_text(DEFAULT_SETTINGS[n])}"
                                      for n, sources in PRECEDENCE.items() if "default" in sources)

@@ -133,7 +133,7 @@ def plan_jobs(
     """The jobs of ``method`` for these target languages (see the module docstring).
 
     ``oracle_includes_source`` is the published code's behaviour: English is one of
-    the languages the oracle is drawn from (its K shots from the English training set).
+    the languages the oracle is drawn from (a fresh random English batch each time: ``Runner.oracle_batch``).
     """
     m = get_method(method)
     targets = tuple(targets)

@@ -218,6 +218,9 @@ def check_run_config(output_dir: str | os.PathLike, settings: dict) -> None:
     data caps, target languages, ...). The first run writes them to
     ``run_config.json``; a later run with the same output dir must match them
     (adding methods, K values or seeds is allowed: those only add cells).
+
+    A setting added to the harness after the run started is not in its file: it matches
+    when it is off now (False or None), which is what the older harness did.
     """
     path = Path(output_dir) / RUN_CONFIG_FILE
     current = json.loads(to_json(settings))
@@ -227,6 +230,7 @@ def check_run_config(output_dir: str | os.PathLike, settings: dict) -> None:
             f"  {name}: was {previous.get(name)!r}, now {current.get(name)!r}"
             for name in sorted(set(previous) | set(current))
             if previous.get(name) != current.get(name)
+            and not (name not in previous and current.get(name) in (False, None))
         ]
         if diffs:
             raise SystemExit(

@@ -28,7 +28,7 @@ from pathlib import Path
 from . import methods as M
 from .config import RunConfig
 from .results import CellKey, ResultStore, atomic_path, atomic_write_json, check_run_config, read_json
-from .train import MixedSet, OptimSettings, Selector, SurgerySettings, count_steps, freeze_word_embeddings, set_seed, train
+from .train import MixedSet, OptimSettings, RandomOracleBatch, Selector, SurgerySettings, count_steps, freeze_word_embeddings, set_seed, train
 
 logger = logging.getLogger(__name__)
 
@@ -183,12 +183,10 @@ class Runner:
             self.config.max_dev_examples))
 
     def write_shot_manifest(self, k: int, seed: int) -> Path:
-        """Add this K and seed's shots of every target (and English, if it is an oracle) to ``shots/manifest.json``."""
+        """Add this K and seed's shots of every target to ``shots/manifest.json``."""
         from transfer.shots import update_manifest
 
-        langs = list(self.targets)
-        if self.config.oracle_includes_source and "gradient-mix-train" in self.config.methods:
-            langs.append(self.config.source)
+        langs = list(self.targets)  # English oracles are fresh random batches: no shots to record
         path = self.out / "shots" / "manifest.json"
         update_manifest(path, [self.shot_draw(lang, k, seed)[0] for lang in langs])
         return path
@@ -392,6 +390,24 @@ class Runner:
             "source_train_seconds": run.get("source_train_seconds"), "model": c.model, "alpha": alpha,
         } for metric in self.task.metrics]
 
+    def oracle_batch(self, lang: str, k: int, seed: int):
+        """What the surgery's oracle pass for ``lang`` runs on.
+
+        The paper's text: the language's K shots, one fixed batch. The published code
+        (``--oracle-includes-source``): English's oracle is a fresh random batch of
+        min(K, micro-batch) English training sentences at every pass; with
+        ``--oracle-shot-subset`` (its XNLI) every oracle is a random min(K, micro-batch)
+        subset of the language's shots. Samplers are seeded from the seed and language."""
+        c = self.config
+        size = min(k, c.micro_batch_size)
+        stream = seed * 1_000_003 + sum(map(ord, lang))  # one private stream per seed and language
+        if lang == c.source:
+            return RandomOracleBatch(self.source_train_set(), size, stream)
+        shot_set = self.shot_set(lang, k, seed)
+        if c.oracle_shot_subset:
+            return RandomOracleBatch(shot_set, size, stream)
+        return shot_set.collate([shot_set[i] for i in range(len(shot_set))])
+
     def train_job(self, model, job: M.Job, k: int, seed: int, *, desc: str):
         c = self.config
         sets = [self.source_train_set()] if job.with_source_data else []
@@ -408,10 +424,7 @@ class Runner:
             selector = Selector(lambda mdl: self.primary_score(mdl, dev), every=per_epoch, name=f"{lang}-dev")
         oracle_batches, surgery = None, None
         if job.oracle_languages:
-            oracle_batches = {}
-            for lang in job.oracle_languages:
-                shot_set = self.shot_set(lang, k, seed)
-                oracle_batches[lang] = shot_set.collate([shot_set[i] for i in range(len(shot_set))])
+            oracle_batches = {lang: self.oracle_batch(lang, k, seed) for lang in job.oracle_languages}
             observe = job.surgery_mode == "observe"
             surgery = SurgerySettings(alpha=c.alpha, per_micro_batch=c.surgery_per_micro_batch,
                                       mode="off" if observe else "stochastic", observe=observe)

@@ -293,3 +293,21 @@ def test_source_selection_last_keeps_the_final_checkpoints(tiny_setup, tmp_path,
     for r in runner.store.results():
         assert r["selected_step"] == r["steps"]
     assert {r["selection"] for r in runner.store.runs() if r["method"] == "naive-mix-train"} == {"last"}
+
+
+def test_published_code_oracles(tiny_setup, tmp_path):
+    from transfer.train import RandomOracleBatch
+
+    data, model = tiny_setup
+    text = make_runner(make_config(data, tmp_path / "a"), model)
+    fixed = text.oracle_batch("xx", 2, 1)  # the text: the K shots, one fixed batch
+    assert not callable(fixed) and fixed["input_ids"].shape[0] == 2
+    code = make_runner(make_config(data, tmp_path / "b", oracle_includes_source=True, oracle_shot_subset=True,
+                                   k="3", batch_size=8, grad_accum_steps=4), model)
+    english = code.oracle_batch("en", 3, 1)  # a fresh random English batch of min(K, micro-batch) = 2
+    assert isinstance(english, RandomOracleBatch) and english.dataset is code.source_train_set()
+    assert english()["input_ids"].shape[0] == 2
+    subset = code.oracle_batch("xx", 3, 1)  # a random min(K, micro-batch) subset of the shots
+    assert isinstance(subset, RandomOracleBatch) and len(subset.dataset) == 3 and subset.size == 2
+    (job,) = M.plan_jobs("gradient-mix-train", TARGETS, oracle_includes_source=True)
+    assert job.oracle_languages[-1] == "en"

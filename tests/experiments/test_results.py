@@ -81,3 +81,10 @@ def test_run_config_must_match_to_resume(tmp_path):
     R.check_run_config(tmp_path, {"lr": 2e-4, "targets": ["ar", "hi"]})  # same: fine
     with pytest.raises(SystemExit, match=r"lr: was 0.0002, now 2e-05"):
         R.check_run_config(tmp_path, {"lr": 2e-5, "targets": ["ar", "hi"]})
+
+
+def test_a_setting_added_since_the_run_started_matches_only_when_off(tmp_path):
+    R.check_run_config(tmp_path, {"lr": 2e-4})  # written by an older harness
+    R.check_run_config(tmp_path, {"lr": 2e-4, "published_code": False, "new_cap": None})  # off: what it did
+    with pytest.raises(SystemExit, match="published_code: was None, now True"):
+        R.check_run_config(tmp_path, {"lr": 2e-4, "published_code": True})

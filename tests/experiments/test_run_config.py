@@ -76,6 +76,34 @@ def test_flags_override_everything(run_module, tmp_path):
     assert (c.eval_every, c.max_steps, c.output_dir) == (7, 3, tmp_path / "o")
 
 
+def test_published_code_is_one_switch(run_module, tmp_path):
+    # the scripts: NER and POS at per-device batch 2 x 16 accumulation, surgery after every
+    # micro-batch, English among the oracles; XNLI's oracle a random subset of its 3K shots
+    for task in ("ner", "pos"):
+        c = resolve(run_module, "--task", task, "--published-code", "--model", "xlm-roberta-large", data_dir=tmp_path)
+        assert (c.batch_size, c.grad_accum_steps, c.micro_batch_size) == (32, 16, 2)
+        assert c.surgery_per_micro_batch and c.oracle_includes_source and c.published_code
+        assert not c.oracle_shot_subset
+    x = resolve(run_module, "--task", "xnli", "--published-code", "--model", "xlm-roberta-large", data_dir=tmp_path)
+    assert x.oracle_shot_subset and x.oracle_includes_source and x.lr == 3e-5
+    t = resolve(run_module, "--task", "tydiqa", "--published-code", "--preset", "paper", data_dir=tmp_path)
+    assert t.tydiqa_shots_in_features and t.epochs == 30
+    # without the switch: the paper's text (NER's 16 x 2 is the text's batch 32 as the harness
+    # accumulates it; the surgery once per optimizer step)
+    n = resolve(run_module, "--task", "ner", "--model", "xlm-roberta-large", data_dir=tmp_path)
+    assert (n.micro_batch_size, n.grad_accum_steps, n.surgery_per_micro_batch, n.oracle_includes_source) == (
+        16, 2, False, False)
+    # a single flag still beats the switch, both ways; a model's lr beats the code's
+    c = resolve(run_module, "--task", "ner", "--published-code", "--no-surgery-per-micro-batch",
+                "--grad-accum-steps", "4", data_dir=tmp_path)
+    assert (c.grad_accum_steps, c.surgery_per_micro_batch, c.oracle_includes_source) == (4, False, True)
+    assert resolve(run_module, "--task", "xnli", "--published-code", data_dir=tmp_path).lr == 2e-4  # me5-small
+    assert resolve(run_module, "--task", "ner", "--oracle-shot-subset", data_dir=tmp_path).oracle_shot_subset
+    # the epilog lists the code's settings
+    text = run_module.build_parser().format_help()
+    assert "--published-code" in text and "ner --grad-accum-steps 16" in " ".join(text.split())
+
+
 def test_targets_all_means_every_language(run_module, tmp_path):
     assert resolve(run_module, "--targets", "all", data_dir=tmp_path).targets is None
 
@@ -187,7 +215,7 @@ def test_the_epilog_is_the_precedence_table(run_module):
     expected = {C.flag_of(name): " > ".join(sources) for name, sources in C.PRECEDENCE.items()}
     assert epilog_table(run_module.build_parser().epilog) == expected
     # the order the task asks for, for the settings that have the sources
-    assert expected["--lr"] == expected["--epochs"] == "flag > model > preset > paper"
+    assert expected["--lr"] == expected["--epochs"] == "flag > model > preset > code > paper"
     assert expected["--adapt-epochs"] == "flag > epochs"
     assert expected["--alpha"].endswith("variant > paper")
     # every setting resolved from several sources is in the table
