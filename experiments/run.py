@@ -194,7 +194,7 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.num_threads)
-    from transfer.report import summary_markdown, write_reports
+    from transfer.report import paired_markdown, summary_markdown, write_reports
     from transfer.results import ResultStore
 
     if not args.report_only:
@@ -213,7 +213,9 @@ def main(argv=None) -> int:
             runner.run()
         logging.getLogger("run").info("finished in %.1f min", (time.perf_counter() - start) / 60)
     paths = write_reports(config.output_dir)
-    print(summary_markdown(ResultStore(config.output_dir).results()))
+    results = ResultStore(config.output_dir).results()
+    print(summary_markdown(results))
+    print("Paired differences over seeds:\n\n" + paired_markdown(results))
     print("reports: " + ", ".join(str(p) for p in paths.values()))
     return 0
 

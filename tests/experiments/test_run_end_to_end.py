@@ -92,7 +92,8 @@ def test_run_py_end_to_end(xtreme_dir, tmp_path, capsys):
     assert run.main(argv) == 0
     printed = capsys.readouterr().out
     assert "| K | method | xnli accuracy, incl. source (paper) | xnli accuracy, targets only |" in printed
-    assert "## Paired differences over seeds" not in printed  # that is in summary.md
+    assert "Paired differences over seeds:" in printed
+    assert "| xnli | accuracy | targets only | 5 | gradient-mix-train − naive-mix-train |" in printed
 
     # results.jsonl: one record per method, language and metric, with the selected step and timings
     results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
