@@ -15,6 +15,7 @@
 #include "common/surgery_math.h"
 #include "common/tensor_ref.h"
 #include "cpu/cpu_kernels.h"
+#include "cpu/isa.h"
 #include "cuda/cuda_kernels.h"
 
 #ifdef SGS_WITH_CUDA
@@ -354,6 +355,19 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
   });
   m.def("cpu_chunk_size", [] { return sgs::cpu::kChunkSize; });
+  // The CPU kernels' instruction set (csrc/cpu/isa.h).  set_cpu_isa raises
+  // ValueError for an unknown name, RuntimeError for an ISA this CPU lacks.
+  m.def("cpu_isa", [] { return std::string(sgs::cpu::isa_name(sgs::cpu::active_isa())); },
+        "The ISA whose kernel variants the CPU ops run: 'default', 'avx2' or 'avx512'.");
+  m.def("set_cpu_isa", [](const std::string& name) { sgs::cpu::set_active_isa(name); },
+        "Run the CPU ops' kernel variants for this ISA ('default', 'avx2' or 'avx512').");
+  m.def("supported_cpu_isas", [] {
+    std::vector<std::string> names;
+    for (sgs::cpu::Isa isa : sgs::cpu::supported_isas()) names.emplace_back(sgs::cpu::isa_name(isa));
+    return names;
+  }, "The ISAs this CPU supports, from 'default' up.");
+  m.def("dispatched_cpu_isa", [] { return std::string(sgs::cpu::isa_name(sgs::cpu::dispatched_isa())); },
+        "The ISA of the variant the kernels' dispatcher runs now, as reported by that variant.");
   m.def("cuda_chunk_size", [] { return sgs::cuda::kChunkSize; });
   m.def("cuda_launch_limits", [] {
     return std::make_tuple(sgs::cuda::kPairMaxTensors, sgs::cuda::kPairMaxBlocks, sgs::cuda::kGramMaxTensors,

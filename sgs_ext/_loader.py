@@ -2,6 +2,11 @@
 
 torch must be imported before the extension: the extension links against
 torch's libraries (and its OpenMP runtime) rather than loading its own.
+
+At load, ``SGS_CPU_ISA`` (``default``, ``avx2`` or ``avx512``; unset or empty:
+the best this CPU supports) chooses the instruction set of the CPU kernels
+(see :mod:`sgs_ext.ops`); an unknown value, or one this CPU cannot run, is an
+ImportError.
 """
 import os
 
@@ -32,3 +37,23 @@ if BUILT_WITH_TORCH != torch.__version__:
     )
 
 CUDA_COMPILED = bool(_C.cuda_compiled())
+
+CPU_ISA_VARIABLE = "SGS_CPU_ISA"
+
+
+def _apply_cpu_isa_variable() -> None:
+    value = os.environ.get(CPU_ISA_VARIABLE, "").strip()
+    if not value:
+        return
+    try:
+        _C.set_cpu_isa(value)
+    except ValueError as exc:  # unknown name; the message lists the choices
+        raise ImportError(
+            f"sgs_ext: {CPU_ISA_VARIABLE}={value!r} is not a CPU instruction set sgs_ext has kernels for: {exc} "
+            "(or leave it unset for the best this CPU supports)"
+        ) from exc
+    except RuntimeError as exc:  # this CPU lacks it; the message says what it supports
+        raise ImportError(f"sgs_ext: {CPU_ISA_VARIABLE}={value!r} cannot be used here: {exc}") from exc
+
+
+_apply_cpu_isa_variable()

@@ -9,6 +9,20 @@ on the number of threads: on the CPU float32 products are summed in float32
 vector lanes of 4 products and everything beyond that in float64 (float64 and
 16-bit inputs in float64 throughout); on CUDA in float32 per thread and float64
 across threads and blocks.
+
+The CPU kernels are compiled for three instruction sets, ``avx512``
+(AVX-512F), ``avx2`` and ``default`` (baseline x86-64, SSE2), and run the
+best one this CPU supports.  To run another, e.g. to test on one machine the
+code path another CPU takes, set the environment variable before importing
+sgs_ext::
+
+    SGS_CPU_ISA=default python train.py      # or avx2, avx512
+
+(an unknown value, or an instruction set this CPU lacks, makes the import fail
+with an ImportError saying so), or call :func:`set_cpu_isa` while no op runs;
+:func:`cpu_isa` says which one runs.  Results are deterministic for a given
+instruction set; they may differ in the last bits between instruction sets
+(the AVX-512 code fuses multiply-adds).
 """
 from typing import Iterable, List, Sequence
 
@@ -16,7 +30,27 @@ import torch
 
 from ._loader import _C  # noqa: F401  (registers torch.ops.sgs.*)
 
-__all__ = ["dot_norm", "project_", "surgery_", "gram"]
+__all__ = ["dot_norm", "project_", "surgery_", "gram", "cpu_isa", "set_cpu_isa", "supported_cpu_isas"]
+
+
+def cpu_isa() -> str:
+    """The instruction set the CPU kernels run: ``"default"``, ``"avx2"`` or ``"avx512"``."""
+    return _C.cpu_isa()
+
+
+def set_cpu_isa(name: str) -> None:
+    """Run the CPU kernels compiled for ``name`` (``"default"``, ``"avx2"`` or ``"avx512"``).
+
+    Raises ValueError for an unknown name and RuntimeError for an instruction
+    set this CPU lacks (both say what the choices are).  Not meant to be
+    called while an op runs in another thread.
+    """
+    _C.set_cpu_isa(str(name))
+
+
+def supported_cpu_isas() -> List[str]:
+    """The instruction sets this CPU can run, from ``"default"`` up."""
+    return list(_C.supported_cpu_isas())
 
 
 def _as_list(name: str, tensors: Iterable[torch.Tensor]) -> List[torch.Tensor]:

@@ -19,12 +19,20 @@ each pass through at most k roundings of unit roundoff u has
 and a result returned in float32 adds u32*|computed|.  See
 :func:`dot_error_bound` and :func:`expected_projection`.  A result is checked
 against the oracle within the kernel's bound plus the oracle's.
+
+``every_cpu_isa`` is an autouse fixture for op test modules: imported into a
+module, it runs every test of the module under each CPU instruction set.
 """
+import functools
+import inspect
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
 
+import sgs_ext
 from sgs_ext import _C
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
@@ -484,3 +492,46 @@ def assert_lists_close(got, want, dtype: torch.dtype) -> None:
         if a.numel():
             err = float((a.double() - b.double()).abs().max())
             assert err <= tol, f"tensor {i}: max error {err} > {tol}"
+
+
+# ----------------------------------------------------------------------------
+# Every CPU instruction set
+
+CPU_ISAS = ["default", "avx2", "avx512"]
+
+
+@pytest.fixture(scope="module", params=CPU_ISAS, autouse=True)
+def every_cpu_isa(request):
+    """Runs each test of a module that imports this fixture under each CPU ISA (kernel variant);
+    ISAs this CPU lacks are skipped.  Restores the ISA afterwards."""
+    isa = request.param
+    supported = sgs_ext.ops.supported_cpu_isas()
+    if isa not in supported:
+        pytest.skip(f"this CPU does not support {isa} (it supports {', '.join(supported)})")
+    before = sgs_ext.ops.cpu_isa()
+    sgs_ext.ops.set_cpu_isa(isa)
+    try:
+        yield isa
+    finally:
+        sgs_ext.ops.set_cpu_isa(before)
+
+
+def isa_property(max_examples: int, **strategies):
+    """@given(**strategies) with max_examples examples under the best ISA this CPU supports
+    (the one it runs by default) and a third of them under the other ISAs, which every_cpu_isa
+    runs too: they run the same C++ code, compiled for other vector widths."""
+
+    def decorate(check):
+        @functools.wraps(check)
+        def test(*args, **kwargs):
+            full = sgs_ext.ops.cpu_isa() == sgs_ext.ops.supported_cpu_isas()[-1]
+            n = max_examples if full else max(1, max_examples // 3)
+            property_ = settings(max_examples=n, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+            return property_(given(**strategies)(check))(*args, **kwargs)
+
+        sig = inspect.signature(check)
+        test.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values() if p.name not in strategies])
+        return test
+
+    return decorate
+

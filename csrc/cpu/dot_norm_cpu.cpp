@@ -17,13 +17,15 @@
 //
 // Lanes are then added in a fixed order, so a chunk's partial is the same on
 // every run and for any number of threads.  Vectors are GCC vector extensions
-// (one AVX-512 register, two AVX2 or four SSE2), loaded with memcpy and never
-// passed by value.
+// (one AVX-512 register, two AVX2 or four SSE2, in the variant compiled for
+// each ISA: cpu/isa.h), loaded with memcpy and never passed by value.
 #include <cstring>
+#include <type_traits>
 
 #include "common/surgery_math.h"
 #include "cpu/chunk_loop.h"
 #include "cpu/cpu_kernels.h"
+#include "cpu/isa.h"
 
 namespace sgs {
 namespace cpu {
@@ -94,7 +96,7 @@ SGS_INLINE void scalar_tail(const double t, const double o, double* s) {
   accumulate_dot_norm<double>(s[kDot], s[kOracleSq], s[kTrainSq], t, o);
 }
 
-SGS_INLINE void dot_norm_f32_body(const float* t, const float* o, int64_t n, double* out) {
+SGS_INLINE void dot_norm_span(const float* t, const float* o, int64_t n, double* out) {
   constexpr int64_t kStep = kF * kAcc;  // 64 elements
   static_assert(kBlock % kStep == 0, "a block is a whole number of steps");
   vec_d dot[2] = {}, oo[2] = {}, tt[2] = {};
@@ -113,7 +115,7 @@ SGS_INLINE void dot_norm_f32_body(const float* t, const float* o, int64_t n, dou
   for (int k = 0; k < kNumStats; ++k) out[k] = s[k];
 }
 
-SGS_INLINE void dot_norm_f64_body(const double* t, const double* o, int64_t n, double* out) {
+SGS_INLINE void dot_norm_span(const double* t, const double* o, int64_t n, double* out) {
   constexpr int64_t kStep = kD * kAcc;  // 32 elements
   vec_d dot[kAcc] = {}, oo[kAcc] = {}, tt[kAcc] = {};
   int64_t i = 0;
@@ -126,8 +128,9 @@ SGS_INLINE void dot_norm_f64_body(const double* t, const double* o, int64_t n, d
 // float16 / bfloat16: per-element software conversion, float64 lanes.
 constexpr int kLanes16 = 16;
 
-template <typename T>
-SGS_INLINE void dot_norm_16bit_body(const T* t, const T* o, int64_t n, double* out) {
+template <typename T>  // half_t or bf16_t (float and double take the overloads above)
+SGS_INLINE void dot_norm_span(const T* t, const T* o, int64_t n, double* out) {
+  static_assert(std::is_same<T, half_t>::value || std::is_same<T, bf16_t>::value, "16-bit types only");
   double dot[kLanes16] = {}, oo[kLanes16] = {}, tt[kLanes16] = {};
   int64_t i = 0;
   for (; i + kLanes16 <= n; i += kLanes16) {
@@ -147,26 +150,16 @@ SGS_INLINE void dot_norm_16bit_body(const T* t, const T* o, int64_t n, double* o
   for (int k = 0; k < kNumStats; ++k) out[k] = s[k];
 }
 
-#define SGS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-SGS_CLONES void dot_norm_f32(const float* t, const float* o, int64_t n, double* out) { dot_norm_f32_body(t, o, n, out); }
-SGS_CLONES void dot_norm_f64(const double* t, const double* o, int64_t n, double* out) { dot_norm_f64_body(t, o, n, out); }
-SGS_CLONES void dot_norm_f16(const half_t* t, const half_t* o, int64_t n, double* out) { dot_norm_16bit_body(t, o, n, out); }
-SGS_CLONES void dot_norm_bf16(const bf16_t* t, const bf16_t* o, int64_t n, double* out) { dot_norm_16bit_body(t, o, n, out); }
-#undef SGS_CLONES
 #undef SGS_INLINE
 #undef SGS_ACCUMULATE
-
-inline void dot_norm_span(const float* t, const float* o, int64_t n, double* out) { dot_norm_f32(t, o, n, out); }
-inline void dot_norm_span(const double* t, const double* o, int64_t n, double* out) { dot_norm_f64(t, o, n, out); }
-inline void dot_norm_span(const half_t* t, const half_t* o, int64_t n, double* out) { dot_norm_f16(t, o, n, out); }
-inline void dot_norm_span(const bf16_t* t, const bf16_t* o, int64_t n, double* out) { dot_norm_bf16(t, o, n, out); }
 
 }  // namespace
 
 void dot_norm_chunks(const TensorRef* train, const TensorRef* oracle, const Chunk* chunks, int64_t begin,
                      int64_t end, double* partials) {
   for_each_chunk_pair(train, oracle, chunks, begin, end, [&](auto* t, auto* o, int64_t n, int64_t c) {
-    dot_norm_span(t, o, n, partials + kNumStats * c);
+    double* out = partials + kNumStats * c;
+    SGS_DISPATCH_ISA(dot_norm_span, t, o, n, out);
   });
 }
 

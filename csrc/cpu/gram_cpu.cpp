@@ -14,12 +14,13 @@
 
 #include "common/surgery_math.h"
 #include "cpu/cpu_kernels.h"
+#include "cpu/isa.h"
 
 namespace sgs {
 namespace cpu {
 namespace {
 
-constexpr int kVec = 8;  // doubles per vector: one AVX-512 register, two AVX2, four SSE2
+constexpr int kVec = 8;  // doubles per vector: one AVX-512 register, two AVX2, four SSE2 (cpu/isa.h)
 constexpr int kAcc = 4;  // independent accumulators per pair
 constexpr int64_t kBlock = kVec * kAcc;
 constexpr int64_t kTile = 256;  // elements per tile; a multiple of kBlock
@@ -66,18 +67,6 @@ inline __attribute__((always_inline)) void gram_chunk_body(const T* const* base,
   }
 }
 
-#define SGS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-SGS_CLONES void gram_f32(const float* const* b, int L, int64_t n, double* buf, double* out) { gram_chunk_body(b, L, n, buf, out); }
-SGS_CLONES void gram_f64(const double* const* b, int L, int64_t n, double* buf, double* out) { gram_chunk_body(b, L, n, buf, out); }
-SGS_CLONES void gram_f16(const half_t* const* b, int L, int64_t n, double* buf, double* out) { gram_chunk_body(b, L, n, buf, out); }
-SGS_CLONES void gram_bf16(const bf16_t* const* b, int L, int64_t n, double* buf, double* out) { gram_chunk_body(b, L, n, buf, out); }
-#undef SGS_CLONES
-
-inline void gram_span(const float* const* b, int L, int64_t n, double* buf, double* out) { gram_f32(b, L, n, buf, out); }
-inline void gram_span(const double* const* b, int L, int64_t n, double* buf, double* out) { gram_f64(b, L, n, buf, out); }
-inline void gram_span(const half_t* const* b, int L, int64_t n, double* buf, double* out) { gram_f16(b, L, n, buf, out); }
-inline void gram_span(const bf16_t* const* b, int L, int64_t n, double* buf, double* out) { gram_bf16(b, L, n, buf, out); }
-
 }  // namespace
 
 void gram_chunks(const TensorRef* const* sets, int num_sets, const Chunk* chunks, int64_t begin, int64_t end,
@@ -91,8 +80,9 @@ void gram_chunks(const TensorRef* const* sets, int num_sets, const Chunk* chunks
     dispatch_dtype(first.dtype, first.data, [&](auto* tp) {
       using T = std::remove_pointer_t<decltype(tp)>;
       for (int s = 0; s < num_sets; ++s) base[s] = static_cast<const T*>(sets[s][ch.tensor].data) + ch.offset;
-      gram_span(reinterpret_cast<const T* const*>(base.data()), num_sets, ch.length, buf.data(),
-                partials + int64_t(P) * c);
+      const T* const* b = reinterpret_cast<const T* const*>(base.data());
+      double* out = partials + int64_t(P) * c;
+      SGS_DISPATCH_ISA(gram_chunk_body, b, num_sets, ch.length, buf.data(), out);
     });
   }
 }
