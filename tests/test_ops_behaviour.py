@@ -1,16 +1,18 @@
-"""What the ops promise beyond parity: determinism, no-op cases, NaN/Inf, layouts."""
+"""What the ops promise beyond parity: determinism, no-op cases, NaN/Inf, layouts
+(under every CPU instruction set this CPU supports)."""
 import math
 
 import pytest
 import torch
 
 import sgs_ext
-from ops_testing import (
+from ops_testing import (  # noqa: F401  (every_cpu_isa: autouse, runs each test under each ISA)
     DTYPES,
     assert_surgery_matches_oracle,
     clone_list,
     conflicting_pair,
     dot_error_bound,
+    every_cpu_isa,
     expected_projection,
     random_list,
 )

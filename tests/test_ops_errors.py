@@ -1,8 +1,11 @@
-"""Bad input: a clear error that names what is wrong and where."""
+"""Bad input: a clear error that names what is wrong and where (under every CPU
+instruction set this CPU supports: the checks come before any kernel, so the
+messages must not depend on it)."""
 import pytest
 import torch
 
 import sgs_ext
+from ops_testing import every_cpu_isa  # noqa: F401  (autouse: runs each test under each ISA)
 
 
 def lists(n=3, size=5, dtype=torch.float32):

@@ -1,15 +1,15 @@
-"""The fused ops against the float64 oracle, for every op and dtype.
+"""The fused ops against the float64 oracle, for every op and dtype, under
+every CPU instruction set this CPU supports.
 
 Each result must be within the error bound derived from how the kernels
 accumulate (ops_testing.dot_error_bound, ops_testing.expected_projection).
 """
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sgs_ext
-from ops_testing import (
+from ops_testing import (  # noqa: F401  (every_cpu_isa: autouse, runs each test under each ISA)
     DTYPES,
     U32,
     assert_gram_matches_oracle,
@@ -18,7 +18,9 @@ from ops_testing import (
     assert_surgery_matches_oracle,
     clone_list,
     conflicting_pair,
+    every_cpu_isa,
     exact_gram,
+    isa_property,
     random_list,
 )
 
@@ -33,20 +35,18 @@ def list_sizes(draw):
     return draw(st.permutations(big + small))
 
 
-PROPERTY = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+LISTS = dict(sizes=list_sizes(), seed=st.integers(0, 2**31 - 1))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@PROPERTY
-@given(sizes=list_sizes(), seed=st.integers(0, 2**31 - 1))
+@isa_property(12, **LISTS)
 def test_dot_norm_matches_oracle(dtype, sizes, seed):
     train, oracle = random_list(sizes, dtype, seed), random_list(sizes, dtype, seed + 7)
     assert_stats_match_oracle(sgs_ext.dot_norm(train, oracle), train, oracle)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@PROPERTY
-@given(sizes=list_sizes(), seed=st.integers(0, 2**31 - 1))
+@isa_property(12, **LISTS)
 def test_surgery_matches_oracle(dtype, sizes, seed):
     train, oracle = conflicting_pair(sizes, dtype, seed)
     before = clone_list(train)
@@ -55,8 +55,7 @@ def test_surgery_matches_oracle(dtype, sizes, seed):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@PROPERTY
-@given(sizes=list_sizes(), seed=st.integers(0, 2**31 - 1))
+@isa_property(12, **LISTS)
 def test_project_with_given_stats_matches_oracle(dtype, sizes, seed):
     train, oracle = conflicting_pair(sizes, dtype, seed)
     stats = sgs_ext.dot_norm(train, oracle)
@@ -67,8 +66,7 @@ def test_project_with_given_stats_matches_oracle(dtype, sizes, seed):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("num_sets", [1, 2, 3, 5, 8])
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(sizes=list_sizes(), seed=st.integers(0, 2**31 - 1))
+@isa_property(6, **LISTS)
 def test_gram_matches_oracle(dtype, num_sets, sizes, seed):
     sets = [random_list(sizes, dtype, seed + 11 * s) for s in range(num_sets)]
     assert_gram_matches_oracle(sgs_ext.gram(sets), sets)
