@@ -146,7 +146,7 @@ def paired_differences(results: list[dict], roles: tuple[str, ...] = ("target",)
                 "task": task, "metric": metric, "k": k, "method": method, "baseline": baseline,
                 "mean": mean, "sd": sd, "n_seeds": len(diffs), "diffs": diffs, "seeds": seeds,
                 "ci_low": None if half is None else mean - half, "ci_high": None if half is None else mean + half,
-                "seeds_to_detect": None if not sd else math.ceil((_Z_SUM * sd / DETECT) ** 2),
+                "seeds_to_detect": None if not sd else max(2, math.ceil((_Z_SUM * sd / DETECT) ** 2)),
             })
     return rows
 

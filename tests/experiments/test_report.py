@@ -114,7 +114,7 @@ def test_paired_differences_over_seeds():
     assert r["mean"] == pytest.approx(2.5) and r["sd"] == pytest.approx(statistics.stdev(diffs))
     half = 12.706204736 * statistics.stdev(diffs) / 2 ** 0.5  # t(0.975, 1) = 12.7062
     assert (r["ci_low"], r["ci_high"]) == (pytest.approx(2.5 - half), pytest.approx(2.5 + half))
-    assert r["seeds_to_detect"] == math.ceil((2.800585 * statistics.stdev(diffs)) ** 2)
+    assert r["seeds_to_detect"] == max(2, math.ceil((2.800585 * statistics.stdev(diffs)) ** 2))  # an sd needs 2
     # only pairs whose methods both ran: no ord-FS here
     assert {(m, b) for m, b, _ in rows} == {("gradient-mix-train", "naive-mix-train")}
     text = P.paired_markdown(results())
