@@ -6,6 +6,8 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -78,6 +80,60 @@ void check_lists(const char* op, const std::vector<TensorList>& lists, const std
                        "] differ in dtype: ", dtype_name(r.scalar_type()), " vs ", dtype_name(t.scalar_type()));
     }
   }
+}
+
+// The projection writes train in parallel (threads on the CPU, blocks on a
+// GPU): two train tensors sharing memory, or a train tensor overlapping an
+// oracle tensor other than its own oracle[i] exactly, would race.  Checked by
+// one sort of the tensors' memory extents (begin, end) and a sweep.
+struct Extent {
+  uintptr_t begin, end;
+  bool written;
+  size_t index;
+};
+
+uintptr_t extent_end(const Tensor& t) {
+  int64_t last = 0;  // offset of the last element, in elements
+  for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * std::abs(t.stride(d));
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) + uintptr_t(last + 1) * t.element_size();
+}
+
+bool same_view(const Tensor& a, const Tensor& b) {
+  return a.data_ptr() == b.data_ptr() && a.sizes() == b.sizes() && a.strides() == b.strides();
+}
+
+void check_no_overlap(const char* op, TensorList train, TensorList oracle) {
+  std::vector<Extent> extents;
+  for (size_t i = 0; i < train.size(); ++i) {
+    if (train[i].numel() == 0) continue;
+    for (int written = 1; written >= 0; --written) {
+      const Tensor& t = written ? train[i] : oracle[i];
+      if (!written && same_view(train[i], oracle[i])) continue;  // oracle[i] is train[i]: allowed
+      for (int64_t d = 0; d < t.dim(); ++d) {
+        TORCH_CHECK_VALUE(t.stride(d) != 0 || t.size(d) <= 1 || !written, op, ": train[", i,
+                          "] has a zero stride (an expanded tensor): its elements share memory");
+      }
+      const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+      extents.push_back(Extent{begin, extent_end(t), written == 1, i});
+    }
+  }
+  std::sort(extents.begin(), extents.end(), [](const Extent& a, const Extent& b) { return a.begin < b.begin; });
+  const Extent* reach_all = nullptr;    // the extent reaching furthest so far
+  const Extent* reach_train = nullptr;  // the train extent reaching furthest so far
+  auto name = [](const Extent* e) { return std::string(e->written ? "train[" : "oracle[") + std::to_string(e->index) + "]"; };
+  for (const Extent& e : extents) {
+    const Extent* other = e.written ? reach_all : reach_train;
+    TORCH_CHECK_VALUE(other == nullptr || e.begin >= other->end, op, ": ", name(other), " and ", name(&e),
+                      " overlap in memory; the projection writes train in parallel, so a train tensor may share "
+                      "memory with no other tensor (train[i] may be oracle[i] itself)");
+    if (reach_all == nullptr || e.end > reach_all->end) reach_all = &e;
+    if (e.written && (reach_train == nullptr || e.end > reach_train->end)) reach_train = &e;
+  }
+}
+
+void check_eps(const char* op, double eps) {
+  TORCH_CHECK_VALUE(eps > 0.0 && std::isfinite(eps), op, ": eps must be a positive finite number (the floor of "
+                    "|oracle|^2 in the projection's denominator), got ", eps);
 }
 
 void check_stats(const char* op, const Tensor& stats, TensorList train) {
@@ -198,9 +254,15 @@ double coefficient_cpu(const Tensor& stats, double eps) {
   return sgs::projection_coefficient<float>(v[sgs::kDot], v[sgs::kOracleSq], v[sgs::kTrainSq], float(eps));
 }
 
-void project_cpu(TensorList train, TensorList oracle, const Tensor& stats, double eps) {
+void check_project_args(TensorList train, TensorList oracle, const Tensor& stats, double eps) {
   check_lists("sgs::project_", {train, oracle}, {"train", "oracle"});
   check_stats("sgs::project_", stats, train);
+  check_eps("sgs::project_", eps);
+  check_no_overlap("sgs::project_", train, oracle);
+}
+
+void project_cpu(TensorList train, TensorList oracle, const Tensor& stats, double eps) {
+  check_project_args(train, oracle, stats, eps);
   const double c = coefficient_cpu(stats, eps);
   if (c == 0.0 || train.empty()) return;
   PreparedLists p = prepare({train, oracle}, 0);
@@ -228,15 +290,14 @@ std::vector<std::string> set_names(int64_t num_sets) {
   return names;
 }
 
-Tensor unpack_gram(const Tensor& packed, int64_t L, at::ScalarType dtype) {
-  std::vector<int64_t> index;
+// The packed upper triangle (host memory) as the full L x L matrix.
+Tensor unpack_gram_cpu(const std::vector<double>& packed, int64_t L, at::ScalarType dtype) {
+  Tensor out = at::empty({L, L}, at::TensorOptions().dtype(at::kDouble));
+  double* o = out.data_ptr<double>();
   for (int64_t i = 0; i < L; ++i) {
-    for (int64_t j = 0; j < L; ++j) {
-      index.push_back(sgs::packed_pair_index(int(std::min(i, j)), int(std::max(i, j)), int(L)));
-    }
+    for (int64_t j = 0; j < L; ++j) o[i * L + j] = packed[sgs::packed_pair_index(int(std::min(i, j)), int(std::max(i, j)), int(L))];
   }
-  Tensor idx = at::tensor(index, at::TensorOptions().dtype(at::kLong)).to(packed.device());
-  return packed.index_select(0, idx).view({L, L}).to(dtype);
+  return out.to(dtype);
 }
 
 Tensor gram_cpu(TensorList flat, int64_t num_sets) {
@@ -249,8 +310,7 @@ Tensor gram_cpu(TensorList flat, int64_t num_sets) {
   const std::vector<double> packed = reduce_chunks_cpu(chunks, P, [&](int64_t b, int64_t e, double* out) {
     sgs::cpu::gram_chunks(pointers.data(), int(num_sets), chunks.data(), b, e, out);
   });
-  Tensor packed_t = at::tensor(packed, at::TensorOptions().dtype(at::kDouble));
-  return unpack_gram(packed_t, num_sets, stats_dtype_of(sets[0]));
+  return unpack_gram_cpu(packed, num_sets, stats_dtype_of(sets[0]));
 }
 
 // ----------------------------------------------------------------------------
@@ -272,8 +332,7 @@ Tensor dot_norm_cuda(TensorList train, TensorList oracle) {
 }
 
 void project_cuda(TensorList train, TensorList oracle, const Tensor& stats, double eps) {
-  check_lists("sgs::project_", {train, oracle}, {"train", "oracle"});
-  check_stats("sgs::project_", stats, train);
+  check_project_args(train, oracle, stats, eps);
   if (train.empty()) return;
   const c10::cuda::CUDAGuard guard(train[0].device());
   PreparedLists p = prepare({train, oracle}, 0);
@@ -289,13 +348,12 @@ Tensor gram_cuda(TensorList flat, int64_t num_sets) {
   const c10::cuda::CUDAGuard guard(flat[0].device());
   PreparedLists p = prepare(sets, -1);
   const auto opts = at::TensorOptions().dtype(at::kDouble).device(flat[0].device());
-  const int P = sgs::num_pairs(int(num_sets));
   Tensor workspace = at::empty({sgs::cuda::gram_workspace_size(p.numels, int(num_sets))}, opts);
-  Tensor packed = at::empty({P}, opts);
+  Tensor out = at::empty({num_sets, num_sets}, opts);
   const auto pointers = p.pointers();
   sgs::cuda::gram(pointers.data(), int(num_sets), int64_t(sets[0].size()), workspace.data_ptr<double>(),
-                  packed.data_ptr<double>(), current_stream());
-  return unpack_gram(packed, num_sets, stats_dtype_of(sets[0]));
+                  out.data_ptr<double>(), current_stream());
+  return out.to(stats_dtype_of(sets[0]));  // on the device: no host synchronisation
 }
 #endif
 
@@ -310,6 +368,9 @@ Tensor surgery_composite(TensorList train, TensorList oracle, double eps) {
   static auto project_op = c10::Dispatcher::singleton()
                                .findSchemaOrThrow("sgs::project_", "")
                                .typed<void(TensorList, TensorList, const Tensor&, double)>();
+  // Only checks that need no data or sizes: under torch.compile this runs on fake tensors.
+  // The lists are checked by dot_norm, their memory by project_.
+  check_eps("sgs::surgery_", eps);
   Tensor stats = dot_norm_op.call(train, oracle);
   project_op.call(train, oracle, stats, eps);
   return stats;
@@ -370,9 +431,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "The ISA of the variant the kernels' dispatcher runs now, as reported by that variant.");
   m.def("cuda_chunk_size", [] { return sgs::cuda::kChunkSize; });
   m.def("cuda_launch_limits", [] {
-    return std::make_tuple(sgs::cuda::kPairMaxTensors, sgs::cuda::kPairMaxBlocks, sgs::cuda::kGramMaxTensors,
-                           sgs::cuda::kGramMaxBlocks, sgs::cuda::kMaxGramSets);
-  });
+    return std::make_tuple(sgs::cuda::kPairMaxTensors, sgs::cuda::kGramMaxTensors, sgs::cuda::kMaxBlocksPerLaunch,
+                           sgs::cuda::kMaxGramSets);
+  }, "(pair-op tensors, gram tensors, blocks) per launch, and the sets one gram pass handles.");
   m.def(
       "chunk_table",
       [](const std::vector<int64_t>& numels, int64_t chunk_size) {

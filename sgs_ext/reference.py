@@ -38,10 +38,13 @@ def dot_norm(train: Iterable[torch.Tensor], oracle: Iterable[torch.Tensor]) -> t
 
 
 def _coefficient(stats: torch.Tensor, eps: float) -> float:
+    if not (eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"eps must be a positive finite number, got {eps}")
     dot, oracle_sq, train_sq = (float(v) for v in stats)
     if not all(math.isfinite(v) for v in (dot, oracle_sq, train_sq)) or not dot < 0:
         return 0.0
-    return dot / max(oracle_sq, eps)
+    c = dot / max(oracle_sq, eps)
+    return c if math.isfinite(c) else 0.0
 
 
 def project_(train: Iterable[torch.Tensor], oracle: Iterable[torch.Tensor], stats: torch.Tensor, eps: float = 1e-12) -> None:

@@ -232,8 +232,8 @@ def _roundings(op: str, device: str, dtype: torch.dtype, chunk: int) -> Tuple[in
       in the compute type (float32 for float32 and 16-bit, float64 for float64), then a float64
       block tree of 9 levels: k = 1 + chunk/512 in that type, plus 9 in float64.
     CUDA, gram (csrc/cuda/gram_cuda.cu, 256 threads): each thread sums chunk/256 products in
-      float32 for every dtype (a float64 input is first rounded to float32: 2 more), then a
-      float64 block tree of 8 levels.
+      the compute type (float64 for float64, float32 otherwise), then a float64 block tree of 8
+      levels: k = 1 + chunk/256 in that type, plus 8 in float64.
     """
     if device == "cpu" and op == "dot_norm":
         if dtype == torch.float32:
@@ -247,7 +247,8 @@ def _roundings(op: str, device: str, dtype: torch.dtype, chunk: int) -> Tuple[in
         per_thread = 1 + chunk // 512
         return (0, per_thread + 9) if dtype == torch.float64 else (per_thread, 9)
     if device == "cuda" and op == "gram":
-        return 1 + chunk // 256 + (2 if dtype == torch.float64 else 0), 8
+        per_thread = 1 + chunk // 256
+        return (0, per_thread + 8) if dtype == torch.float64 else (per_thread, 8)
     raise ValueError(f"no accumulation model for {op} on {device}")
 
 

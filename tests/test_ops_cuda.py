@@ -20,7 +20,7 @@ pytestmark = [
     pytest.mark.skipif(not sgs_ext.CUDA_COMPILED, reason="sgs_ext was built without its CUDA kernels"),
 ]
 
-SIZES = [250_002 * 8, 65_536, 65_537, 1, 0, 4099, 768] + [3] * 60  # > one launch's tensor slots
+SIZES = [250_002 * 8, 65_536, 65_537, 1, 0, 4099, 768] + [3] * 100  # > one launch's tensor slots (96)
 
 
 def cuda(tensors):
@@ -42,9 +42,10 @@ def test_dot_norm_matches_oracle_on_cuda(dtype):
     assert_stats_match_oracle(sgs_ext.dot_norm(cuda(train), cuda(oracle)), train, oracle, device="cuda")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("num_sets", [1, 2, 4, 8, 12])  # 12: tiled passes
-def test_gram_matches_oracle_on_cuda(num_sets):
-    sets = [random_list(SIZES, torch.float32, s) for s in range(num_sets)]
+def test_gram_matches_oracle_on_cuda(num_sets, dtype):
+    sets = [random_list(SIZES, dtype, s) for s in range(num_sets)]
     assert_gram_matches_oracle(sgs_ext.gram([cuda(s) for s in sets]), sets, device="cuda")
 
 
@@ -69,3 +70,37 @@ def test_project_needs_no_host_synchronisation():
         sgs_ext.project_(train, oracle, stats)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_no_op_synchronises_with_the_host():
+    train, oracle = [cuda(x) for x in conflicting_pair(SIZES, torch.float32, 6)]
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        stats = sgs_ext.dot_norm(train, oracle)
+        sgs_ext.surgery_(train, oracle)
+        sgs_ext.project_(train, oracle, stats)
+        sgs_ext.gram([train, oracle] * 6)  # 12 sets: tiled passes, scattered on the device
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_surgery_can_be_captured_in_a_cuda_graph():
+    train, oracle = [cuda(x) for x in conflicting_pair(SIZES, torch.float32, 7)]
+    eager = clone_list(train)
+    want = sgs_ext.surgery_(eager, oracle)
+    start = clone_list(train)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        sgs_ext.surgery_(clone_list(train), oracle)  # warm-up outside the capture
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        got = sgs_ext.surgery_(train, oracle)
+    for t, s in zip(train, start):
+        t.copy_(s)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(got, want)
+    assert all(torch.equal(a, b) for a, b in zip(train, eager))

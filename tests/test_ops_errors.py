@@ -82,3 +82,34 @@ def test_direct_op_call_is_validated_too():
     train, oracle = lists()
     with pytest.raises(ValueError, match=r"train has 3 tensors but oracle has 1"):
         torch.ops.sgs.dot_norm(train, oracle[:1])
+
+
+@pytest.mark.parametrize("op", ["project_", "surgery_"])
+@pytest.mark.parametrize("eps", [0.0, -1e-12, float("nan"), float("inf")])
+def test_eps_must_be_positive_and_finite(op, eps):
+    train, oracle = lists()
+    args = (train, oracle, sgs_ext.dot_norm(train, oracle)) if op == "project_" else (train, oracle)
+    with pytest.raises(ValueError, match=rf"sgs::{op}: eps must be a positive finite number"):
+        getattr(sgs_ext, op)(*args, eps=eps)
+
+
+def test_a_train_tensor_listed_twice_is_rejected():
+    """The projection writes train in parallel: the same tensor twice would race."""
+    train, oracle = lists()
+    with pytest.raises(ValueError, match=r"sgs::project_: train\[0\] and train\[2\] overlap in memory"):
+        sgs_ext.surgery_([train[0], train[1], train[0]], oracle)
+
+
+def test_overlapping_views_are_rejected_and_the_exact_alias_is_allowed():
+    buf = torch.randn(20)
+    other = torch.randn(20)
+    with pytest.raises(ValueError, match=r"train\[0\] and train\[1\] overlap in memory"):
+        sgs_ext.surgery_([buf[0:10], buf[5:15]], [other[0:10], other[10:20]])
+    with pytest.raises(ValueError, match=r"train\[1\] and oracle\[0\] overlap in memory|oracle\[0\] and train\[1\]"):
+        sgs_ext.surgery_([other[0:10], buf[0:10]], [buf[5:15], other[10:20]])
+    # adjacent views of one buffer (DDP buckets, flat parameters) do not overlap
+    sgs_ext.surgery_([buf[0:10], buf[10:20]], [other[0:10], other[10:20]])
+    # oracle[i] is train[i] itself: t - c*t elementwise, no race (oracle lists may share memory freely)
+    x = torch.randn(10)
+    sgs_ext.surgery_([x], [x])
+    sgs_ext.dot_norm([buf[0:10], buf[5:15]], [buf[0:10], buf[5:15]])  # read-only: nothing to race

@@ -3,13 +3,19 @@
 // Torch-free on purpose: both the host compiler (CPU kernels) and nvcc (CUDA
 // kernels) include this header, so fp16/bf16 are carried as raw 16-bit
 // patterns and converted here with round-to-nearest-even, bit for bit as
-// c10::Half / c10::BFloat16 do.
+// c10::Half / c10::BFloat16 do.  On the device the conversions use the
+// hardware instructions (cvt.f32.f16, cvt.rn.f16.f32, cvt.rn.bf16.f32 on
+// sm_80+): the same round-to-nearest-even, the same bits for every non-NaN
+// value (a NaN stays a NaN, its payload may differ).  The host versions are
+// what the CPU kernels, the CPU tests and the CUDA emulation run.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
 #if defined(__CUDACC__)
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #define SGS_HD __host__ __device__ __forceinline__
 #else
 #define SGS_HD inline
@@ -48,15 +54,22 @@ SGS_HD float bits_to_float(uint32_t u) {
 SGS_HD float bf16_to_float(uint16_t h) { return bits_to_float(uint32_t(h) << 16); }
 
 SGS_HD uint16_t float_to_bf16(float f) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+#else
   uint32_t u = float_to_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x0040u);  // quiet NaN
   u += 0x7fffu + ((u >> 16) & 1u);                                             // round to nearest even
   return uint16_t(u >> 16);
+#endif
 }
 
 // IEEE half <-> float, the branch-free algorithm of the FP16 library that
 // c10::Half also uses (exact in both directions, round to nearest even).
 SGS_HD float half_to_float(uint16_t h) {
+#if defined(__CUDA_ARCH__)
+  return __half2float(__ushort_as_half(h));
+#else
   const uint32_t w = uint32_t(h) << 16;
   const uint32_t sign = w & 0x80000000u;
   const uint32_t two_w = w + w;
@@ -70,9 +83,13 @@ SGS_HD float half_to_float(uint16_t h) {
   const uint32_t result =
       sign | (two_w < denormalized_cutoff ? float_to_bits(denormalized) : float_to_bits(normalized));
   return bits_to_float(result);
+#endif
 }
 
 SGS_HD uint16_t float_to_half(float f) {
+#if defined(__CUDA_ARCH__)
+  return __half_as_ushort(__float2half_rn(f));
+#else
   const float scale_to_inf = 0x1.0p+112f;
   const float scale_to_zero = 0x1.0p-110f;
   const uint32_t w = float_to_bits(f);
@@ -88,6 +105,7 @@ SGS_HD uint16_t float_to_half(float f) {
   const uint32_t mantissa_bits = bits & 0x00000FFFu;
   const uint32_t nonsign = exp_bits + mantissa_bits;
   return uint16_t((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
+#endif
 }
 
 // Compute type of each storage type: float64 stays float64, the rest

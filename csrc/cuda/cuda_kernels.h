@@ -1,5 +1,7 @@
 // Host entry points of the CUDA kernels (torch-free: plain C++ types, the
 // stream as an opaque pointer), called by the glue in csrc/ops.cpp.
+// Each first checks that no CUDA error is already pending (one from an
+// earlier operation is reported as such, not blamed on sgs).
 //
 // All pointers in TensorRef are device pointers of one device; `stream` is a
 // cudaStream_t.  Nothing here synchronises with the host.  Errors (a failed
@@ -19,13 +21,17 @@ constexpr int64_t kChunkSize = 1 << 16;
 // Sets one gram pass handles (per-thread accumulators grow as L^2); more
 // sets are covered by several passes over tiles of sets (common/gram_tiles.h).
 constexpr int kMaxGramSets = 8;
-// What one launch's kernel arguments can describe (see multi_tensor_apply.cuh):
-// tensors and blocks per launch for two lists (dot_norm, project) and for
-// kMaxGramSets lists (gram).
-constexpr int kPairMaxTensors = 48;
-constexpr int kPairMaxBlocks = 320;
-constexpr int kGramMaxTensors = 24;
-constexpr int kGramMaxBlocks = 160;
+// Tensors one launch's kernel arguments can describe (see multi_tensor_apply.cuh)
+// for two lists (dot_norm, project) and for kMaxGramSets lists (gram).
+constexpr int kPairMaxTensors = 96;
+constexpr int kGramMaxTensors = 40;
+// Blocks (chunks) per launch: far beyond any real gradient list (2^20 chunks
+// are 68.7G elements), so launches split only on tensor slots.  Overridable so
+// that the CPU emulation can also run launches split inside a tensor.
+#ifndef SGS_CUDA_MAX_BLOCKS_PER_LAUNCH
+#define SGS_CUDA_MAX_BLOCKS_PER_LAUNCH (1 << 20)
+#endif
+constexpr int64_t kMaxBlocksPerLaunch = SGS_CUDA_MAX_BLOCKS_PER_LAUNCH;
 
 // Number of per-chunk partial rows the workspace must hold.
 int64_t num_chunks(const std::vector<int64_t>& numels);
@@ -37,15 +43,18 @@ void dot_norm(const TensorRef* train, const TensorRef* oracle, int64_t num_tenso
 
 // train -= c * oracle with c = projection_coefficient(stats) computed on the
 // device from `stats` (3 values of stats_dtype); nothing is written if c == 0.
+// train[i] may be oracle[i] itself; any other overlap is the caller's to
+// reject (csrc/ops.cpp does).
 void project(const TensorRef* train, const TensorRef* oracle, int64_t num_tensors, const void* stats,
              DType stats_dtype, double eps, void* stream);
 
 // Doubles of device workspace gram needs for num_sets sets.
 int64_t gram_workspace_size(const std::vector<int64_t>& numels, int num_sets);
 
-// out_packed[packed_pair_index(i, j, L)] = set i . set j for L >= 1 sets:
-// one pass over the data when L <= kMaxGramSets, else one pass per tile.
-void gram(const TensorRef* const* sets, int num_sets, int64_t num_tensors, double* workspace, double* out_packed,
+// out[i * L + j] = set i . set j (the full, symmetric L x L matrix, float64)
+// for L >= 1 sets: one pass over the data when L <= kMaxGramSets, else one
+// pass per tile.  Written on the device, without host synchronisation.
+void gram(const TensorRef* const* sets, int num_sets, int64_t num_tensors, double* workspace, double* out,
           void* stream);
 
 }  // namespace cuda

@@ -47,11 +47,12 @@ int64_t num_chunks(const std::vector<int64_t>& numels) { return count_chunks(num
 
 void dot_norm(const TensorRef* train, const TensorRef* oracle, int64_t num_tensors, double* workspace, void* out,
               DType out_dtype, void* stream) {
+  check_no_pending_error("sgs dot_norm");
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const std::vector<Chunk> chunks = build_chunk_table(numels_of(train, num_tensors), kChunkSize);
   for_each_launch<PairArgs>(chunks, kChunkSize, {train, oracle}, [&](const PairArgs& args, unsigned blocks) {
-    dot_norm_kernel<<<blocks, kBlock, 0, s>>>(args, kChunkSize, workspace);
-    check_cuda(cudaGetLastError(), "sgs dot_norm launch");
+    SGS_LAUNCH(dot_norm_kernel, blocks, kBlock, s)(args, kChunkSize, workspace);
+    check_launch("sgs dot_norm");
   });
   reduce_partials(workspace, static_cast<int64_t>(chunks.size()), kNumStats, out, out_dtype == DType::Float64, s);
 }

@@ -1,11 +1,20 @@
 // Multi-tensor apply: many tensors, many chunks, few launches.
 //
-// As in PyTorch's MultiTensorApply.cuh and apex: the tensors' addresses and
-// a block -> (tensor, chunk) table travel in the kernel arguments (kept under
-// the classic 4 KB limit), one block handles one chunk, and the host splits
+// As in PyTorch's MultiTensorApply.cuh and apex: the tensors' addresses travel
+// in the kernel arguments (kept under the classic 4 KB limit, which every CUDA
+// version and GPU accepts), one block handles one chunk, and the host splits
 // the chunk table into as many launches as the argument space requires.  The
-// split itself is sgs::plan_launches (common/chunk_table.cpp), plain host
-// code tested on the CPU.
+// arguments describe tensors, not blocks: each slot holds the index of the
+// block after its last one, so a block finds its tensor by a binary search
+// over at most kMaxTensors slots, and one launch covers every chunk of its
+// tensors (thousands of blocks for an embedding matrix, many waves of a
+// GPU) instead of a fixed few hundred.  The split itself is sgs::plan_launches
+// (common/chunk_table.cpp), plain host code tested on the CPU.
+//
+// Kernels are launched with SGS_LAUNCH(kernel, grid, block, stream)(args...),
+// the one place that spells <<<>>>: the test-only CUDA emulation
+// (tests/cuda_emu/) replaces it with a host scheduler that runs these very
+// sources on the CPU.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -18,31 +27,50 @@
 #include "common/tensor_ref.h"
 #include "cuda/cuda_kernels.h"
 
+#if defined(SGS_CUDA_EMULATION)
+#define SGS_LAUNCH(kernel, grid, block, stream) ::sgs_emu::launch(kernel, grid, block, stream)
+#else
+#define SGS_LAUNCH(kernel, grid, block, stream) kernel<<<grid, block, 0, stream>>>
+#endif
+
 namespace sgs {
 namespace cuda {
 
-template <int Depth, int MaxTensors, int MaxBlocks>
+template <int Depth, int MaxTensors>
 struct LaunchArgs {
   static constexpr int kDepth = Depth;
   static constexpr int kMaxTensors = MaxTensors;
-  static constexpr int kMaxBlocks = MaxBlocks;
-  void* ptr[Depth][MaxTensors];      // list d, slot s -> device address
+  void* ptr[Depth][MaxTensors];          // list d, slot s -> device address
   int64_t numel[MaxTensors];
-  uint8_t dtype[MaxTensors];         // sgs::DType
-  uint8_t block_tensor[MaxBlocks];   // block -> slot
-  int32_t block_chunk[MaxBlocks];    // block -> chunk index inside its tensor
-  int64_t first_chunk;               // global index of this launch's block 0
+  int32_t slot_end[MaxTensors];          // blocks [slot_end[s-1], slot_end[s]) handle slot s
+  int32_t slot_first_chunk[MaxTensors];  // chunk index, inside its tensor, of slot s's first block
+  uint8_t dtype[MaxTensors];             // sgs::DType
+  int32_t num_slots;
+  int64_t first_chunk;                   // global index of this launch's block 0
 };
 
-// Pair lists (dot_norm, project): 2*48*8 + 48*9 + 320*5 + 8 = 2,808 bytes.
-using PairArgs = LaunchArgs<2, kPairMaxTensors, kPairMaxBlocks>;
-// Up to kMaxGramSets lists: 8*24*8 + 24*9 + 160*5 + 8 = 2,560 bytes.
-using GramArgs = LaunchArgs<kMaxGramSets, kGramMaxTensors, kGramMaxBlocks>;
-static_assert(sizeof(PairArgs) <= 4096, "kernel arguments must stay under 4 KB");
-static_assert(sizeof(GramArgs) <= 4096, "kernel arguments must stay under 4 KB");
+// Pair lists (dot_norm, project): 2*96*8 + 96*17 + 4 (+4 padding) + 8 = 3,176 bytes.
+using PairArgs = LaunchArgs<2, kPairMaxTensors>;
+// Up to kMaxGramSets lists: 8*40*8 + 40*17 + 4 (+4) + 8 = 3,256 bytes.
+using GramArgs = LaunchArgs<kMaxGramSets, kGramMaxTensors>;
+constexpr size_t kMaxArgBytes = 4096;
+static_assert(sizeof(PairArgs) <= kMaxArgBytes, "kernel arguments must stay under 4 KB");
+static_assert(sizeof(GramArgs) + 64 <= kMaxArgBytes, "kernel arguments (with the scalars beside them) under 4 KB");
 
-inline void check_cuda(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
+// A failed launch names sgs; an error that was already pending when an sgs op
+// started came from an earlier operation, and says so instead of being blamed
+// on sgs (CUDA reports kernel faults asynchronously, at a later API call).
+inline void check_no_pending_error(const char* op) {
+  const cudaError_t err = cudaPeekAtLastError();
+  if (err != cudaSuccess) {
+    throw std::runtime_error(std::string("CUDA error from an earlier operation, pending when ") + op +
+                             " started (not raised by sgs): " + cudaGetErrorString(err));
+  }
+}
+
+inline void check_launch(const char* what) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) throw std::runtime_error(std::string(what) + " launch failed: " + cudaGetErrorString(err));
 }
 
 inline std::vector<int64_t> numels_of(const TensorRef* list, int64_t n) {
@@ -56,8 +84,9 @@ inline std::vector<int64_t> numels_of(const TensorRef* list, int64_t n) {
 template <typename Args, typename LaunchFn>
 void for_each_launch(const std::vector<Chunk>& chunks, int64_t chunk_size, const std::vector<const TensorRef*>& lists,
                      LaunchFn&& launch) {
-  for (const Launch& plan : plan_launches(chunks, Args::kMaxTensors, Args::kMaxBlocks)) {
+  for (const Launch& plan : plan_launches(chunks, Args::kMaxTensors, kMaxBlocksPerLaunch)) {
     Args args{};
+    args.num_slots = static_cast<int32_t>(plan.tensors.size());
     for (size_t s = 0; s < plan.tensors.size(); ++s) {
       const int64_t t = plan.tensors[s];
       for (size_t d = 0; d < lists.size(); ++d) args.ptr[d][s] = lists[d][t].data;
@@ -65,21 +94,31 @@ void for_each_launch(const std::vector<Chunk>& chunks, int64_t chunk_size, const
       args.dtype[s] = static_cast<uint8_t>(lists[0][t].dtype);
     }
     for (int64_t b = 0; b < plan.num_chunks; ++b) {
-      const Chunk& ch = chunks[plan.first_chunk + b];
-      args.block_tensor[b] = static_cast<uint8_t>(plan.block_tensor[b]);
-      args.block_chunk[b] = static_cast<int32_t>(ch.offset / chunk_size);
+      const int32_t slot = plan.block_tensor[b];
+      if (b == 0 || plan.block_tensor[b - 1] != slot) {
+        args.slot_first_chunk[slot] = static_cast<int32_t>(chunks[plan.first_chunk + b].offset / chunk_size);
+      }
+      args.slot_end[slot] = static_cast<int32_t>(b + 1);
     }
     args.first_chunk = plan.first_chunk;
     launch(args, static_cast<unsigned>(plan.num_chunks));
   }
 }
 
-// The element range [begin, begin + n) of the chunk a block handles.
+// The slot and element range [begin, begin + n) of the chunk block `block` handles.
 template <typename Args>
 __device__ __forceinline__ void block_chunk_range(const Args& args, int64_t chunk_size, int& slot, int64_t& begin,
                                                   int64_t& n) {
-  slot = args.block_tensor[blockIdx.x];
-  begin = int64_t(args.block_chunk[blockIdx.x]) * chunk_size;
+  const int32_t block = static_cast<int32_t>(blockIdx.x);
+  int lo = 0, hi = args.num_slots - 1;  // first slot whose end is past this block
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (block < args.slot_end[mid]) hi = mid;
+    else lo = mid + 1;
+  }
+  slot = lo;
+  const int32_t slot_start = lo == 0 ? 0 : args.slot_end[lo - 1];
+  begin = (int64_t(args.slot_first_chunk[lo]) + (block - slot_start)) * chunk_size;
   const int64_t rest = args.numel[slot] - begin;
   n = rest < chunk_size ? rest : chunk_size;
 }
@@ -120,9 +159,9 @@ constexpr int kReduceBlock = 256;
 
 inline void reduce_partials(const double* partials, int64_t num_chunks, int width, void* out, bool out_is_double,
                             cudaStream_t stream) {
-  reduce_partials_kernel<kReduceBlock><<<1, kReduceBlock, 0, stream>>>(partials, num_chunks, width, out,
-                                                                       out_is_double ? 1 : 0);
-  check_cuda(cudaGetLastError(), "sgs reduce_partials launch");
+  SGS_LAUNCH(reduce_partials_kernel<kReduceBlock>, 1, kReduceBlock, stream)(partials, num_chunks, width, out,
+                                                                            out_is_double ? 1 : 0);
+  check_launch("sgs reduce_partials");
 }
 
 }  // namespace cuda
