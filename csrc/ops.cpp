@@ -3,6 +3,8 @@
 // hands them to the CUDA launchers, and registers everything as the custom
 // ops torch.ops.sgs.* (plus a few build facts and host helpers for tests).
 #include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/csrc/autograd/VariableTypeUtils.h>
 #include <torch/extension.h>
 #include <torch/library.h>
 
@@ -400,6 +402,36 @@ TORCH_LIBRARY_IMPL(sgs, CUDA, m) {
 #endif
 
 TORCH_LIBRARY_IMPL(sgs, CompositeImplicitAutograd, m) { m.impl("surgery_", &surgery_composite); }
+
+// project_ writes its train list in place, so it gets what torch's own in-place ops get
+// (surgery_ reaches it through project_): in grad mode a train tensor that requires grad is
+// refused (a leaf, as torch refuses it; any other, because the projection is not
+// differentiable), an inference tensor outside inference mode is refused, and every written
+// tensor's version counter is bumped, so that a tensor saved for backward and then
+// projected fails the backward instead of giving wrong gradients.
+void project_autograd(TensorList train, TensorList oracle, const Tensor& stats, double eps) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("sgs::project_", "")
+                       .typed<void(TensorList, TensorList, const Tensor&, double)>();
+  for (size_t i = 0; i < train.size(); ++i) {
+    const Tensor& t = train[i];
+    if (!t.defined()) continue;  // check_lists names it
+    TORCH_CHECK(!(at::GradMode::is_enabled() && t.requires_grad() && t.is_leaf()), "sgs::project_: train[", i,
+                "] is a leaf Variable that requires grad and is being used in an in-place operation (project "
+                "gradients, or call it under torch.no_grad() as optimizers do)");
+    TORCH_CHECK(!(at::GradMode::is_enabled() && t.requires_grad()), "sgs::project_: train[", i,
+                "] requires grad, and the projection is not differentiable; call it under torch.no_grad()");
+    TORCH_CHECK(!(t.is_inference() && !c10::InferenceMode::is_enabled()), "sgs::project_: train[", i,
+                "] is an inference tensor: Inplace update to inference tensor outside InferenceMode is not allowed");
+  }
+  {
+    at::AutoDispatchBelowADInplaceOrView below;
+    op.call(train, oracle, stats, eps);
+  }
+  for (const Tensor& t : train) torch::autograd::increment_version(t);
+}
+
+TORCH_LIBRARY_IMPL(sgs, Autograd, m) { m.impl("project_", &project_autograd); }
 
 // ----------------------------------------------------------------------------
 // Build facts and host helpers (for the import check and the tests)

@@ -113,3 +113,38 @@ def test_overlapping_views_are_rejected_and_the_exact_alias_is_allowed():
     x = torch.randn(10)
     sgs_ext.surgery_([x], [x])
     sgs_ext.dot_norm([buf[0:10], buf[5:15]], [buf[0:10], buf[5:15]])  # read-only: nothing to race
+
+
+# ---------------------------------------------------------------------------- autograd's in-place rules
+
+
+def test_project_bumps_the_version_of_every_written_tensor():
+    """As torch's in-place ops do: a tensor saved for backward and then projected fails the
+    backward loudly instead of giving wrong gradients."""
+    train, oracle = lists()
+    oracle = [-t for t in train]  # a conflict: every tensor is written
+    before = [t._version for t in train]
+    sgs_ext.surgery_(train, oracle)
+    assert all(t._version > v for t, v in zip(train, before))
+    w = torch.randn(5, requires_grad=True)
+    h = w * 1.0
+    y = (h * h).sum()  # saves h
+    with torch.no_grad():
+        sgs_ext.project_([h], [torch.randn(5)], torch.tensor([-1.0, 1.0, 1.0]))
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.backward()
+
+
+def test_a_leaf_that_requires_grad_is_refused_in_grad_mode():
+    w = torch.randn(5, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        sgs_ext.project_([w], [torch.randn(5)], torch.tensor([-1.0, 1.0, 1.0]))
+    with torch.no_grad():  # as an optimizer writes parameters
+        sgs_ext.project_([w], [torch.randn(5)], torch.tensor([-1.0, 1.0, 1.0]))
+
+
+def test_an_inference_tensor_is_refused_outside_inference_mode():
+    with torch.inference_mode():
+        x = torch.randn(5)
+    with pytest.raises(RuntimeError, match="[Ii]nference tensor"):
+        sgs_ext.surgery_([x], [-x.clone()])
