@@ -189,6 +189,8 @@ def main(argv=None) -> int:
         config = resolve_config(args)
     except ValueError as err:
         parser.error(str(err))
+    if args.num_threads is not None and args.num_threads < 1:
+        parser.error(f"--num-threads must be >= 1, got {args.num_threads}")
     setup_logging(config.output_dir)
     if args.num_threads:
         import torch
@@ -201,7 +203,10 @@ def main(argv=None) -> int:
         from transfer.runner import Runner
 
         start = time.perf_counter()
-        runner = Runner(config)
+        try:  # the languages, and every shot pool, are read and checked here: a bad one is one line
+            runner = Runner(config)
+        except ValueError as err:
+            parser.error(str(err))
         logging.getLogger("run").info(
             "task %s, methods %s, K %s, seeds %s, %s -> %s, model %s (lr %g, batch %d, epochs %g, frozen embedding %s)",
             config.task, ",".join(config.methods), ",".join(map(str, config.ks)), ",".join(map(str, config.seeds)),

@@ -38,6 +38,7 @@ default is the paper's text (see ``docs`` of each flag in ``run.py --help``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import textwrap
 from dataclasses import dataclass, field
@@ -398,7 +399,7 @@ def _source_value(source: str, name: str, args, resolved: dict):
     """What ``source`` says for setting ``name`` (None: it does not set it)."""
     if source == "flag":
         raw = getattr(args, FLAG_ATTRS.get(name, name), None)
-        if raw is None or (raw == "" and name not in ("ks", "seeds")):  # an empty --k or --seeds is an error
+        if raw is None or (raw == "" and name not in ("ks", "seeds", "methods", "targets")):  # empty: an error
             return None
         parse = _FLAG_PARSERS.get(name)
         return parse(raw) if parse else raw
@@ -483,8 +484,15 @@ def _check(name: str, value, r: dict):
         batch_size = r["batch_size"]
         if batch_size < 1 or value < 1 or batch_size % value:
             raise ValueError(f"--batch-size {batch_size} must be a positive multiple of --grad-accum-steps {value}")
-    if name in ("lr", "epochs", "adapt_epochs") and value <= 0:
+    if name in ("lr", "epochs", "adapt_epochs", "adam_eps") and not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{flag_of(name)} must be positive, got {value}")
+    if name in ("weight_decay", "max_grad_norm") and not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{flag_of(name)} must be a finite number >= 0, got {value}"
+                         + (" (0 = no clipping)" if name == "max_grad_norm" else ""))
+    if name == "warmup_steps" and value < 0:
+        raise ValueError(f"--warmup-steps must be >= 0, got {value}")
+    if name in ("eval_batch_size", "max_seq_length") and value < 1:
+        raise ValueError(f"{flag_of(name)} must be >= 1, got {value}")
     if name == "eval_every" and value < 1:
         raise ValueError(f"--eval-every must be >= 1, got {value}")
     if name.startswith("max_") and name.endswith("_examples") and value is not None and value <= 0:

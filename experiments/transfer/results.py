@@ -15,6 +15,8 @@ cell it was in (whose partial ``runs.jsonl`` records, if any, are replaced).
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import math
 import os
@@ -25,6 +27,8 @@ from typing import Iterable, Iterator, NamedTuple
 RESULTS_FILE = "results.jsonl"
 RUNS_FILE = "runs.jsonl"
 RUN_CONFIG_FILE = "run_config.json"
+DATA_FILES_FILE = "data_files.json"  # the data directory and a fingerprint of every file the run reads
+LOCK_FILE = ".lock"  # held while a cell's records are committed (several writers may share a dir)
 
 
 class CellKey(NamedTuple):
@@ -173,8 +177,31 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
     atomic_write_text(path, "".join(to_json(r) + "\n" for r in records))
 
 
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block; waits for
+    another holder. Released by the kernel if the process dies, so no stale lock remains."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")  # who holds it, for a person looking
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class ResultStore:
-    """``results.jsonl`` (scores) and ``runs.jsonl`` (training records) of one output dir."""
+    """``results.jsonl`` (scores) and ``runs.jsonl`` (training records) of one output dir.
+
+    Several processes may write into one directory (two runs, or the workers of a sharded
+    grid): each commit reads, changes and rewrites the files under an exclusive lock on
+    ``.lock``, so no writer's cell is lost, and a cell committed twice keeps one copy.
+    """
 
     def __init__(self, output_dir: str | os.PathLike):
         self.output_dir = Path(output_dir)
@@ -202,10 +229,11 @@ class ResultStore:
         for record in [*results, *runs]:
             if cell_key_of(record) != key:
                 raise ValueError(f"record {record!r} does not belong to cell {key.label()}")
-        kept_runs = [r for r in self.runs() if cell_key_of(r) != key]
-        write_jsonl(self.runs_path, [*kept_runs, *runs])
-        kept_results = [r for r in self.results() if cell_key_of(r) != key]
-        write_jsonl(self.results_path, [*kept_results, *results])
+        with exclusive_lock(self.output_dir / LOCK_FILE):
+            kept_runs = [r for r in self.runs() if cell_key_of(r) != key]
+            write_jsonl(self.runs_path, [*kept_runs, *runs])
+            kept_results = [r for r in self.results() if cell_key_of(r) != key]
+            write_jsonl(self.results_path, [*kept_results, *results])
 
 
 # ----------------------------------------------------------------------------- resume safety
@@ -240,3 +268,39 @@ def check_run_config(output_dir: str | os.PathLike, settings: dict) -> None:
             )
         return
     atomic_write_json(path, current)
+
+
+def fingerprint(path: str | os.PathLike) -> dict:
+    """``{"bytes": size, "sha256": hex}`` of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": Path(path).stat().st_size, "sha256": digest.hexdigest()}
+
+
+def check_data_files(output_dir: str | os.PathLike, data_dir: str | os.PathLike, files) -> None:
+    """Refuse to resume into ``output_dir`` if a data file it read has changed since.
+
+    ``files`` are the paths (under ``data_dir``) a run reads. The first run records the data
+    directory and each file's size and SHA-256 in ``data_files.json``; a later run must find
+    the same content for every file both read (under any data directory: the content is the
+    identity), and adds the files it reads that are new. A run made before this record
+    existed starts its record on its next resume.
+    """
+    data_dir = Path(data_dir)
+    current = {Path(f).relative_to(data_dir).as_posix(): fingerprint(f) for f in files}
+    path = Path(output_dir) / DATA_FILES_FILE
+    previous = read_json(path) if path.exists() else {"data_dir": str(data_dir), "files": {}}
+    changed = [f"  {name}: was {old['bytes']} bytes sha256 {old['sha256'][:12]}, now {current[name]['bytes']} "
+               f"bytes sha256 {current[name]['sha256'][:12]}"
+               for name, old in sorted(previous["files"].items()) if name in current and current[name] != old]
+    if changed:
+        raise SystemExit(
+            f"{output_dir} holds results made from other data (recorded from {previous['data_dir']}; "
+            f"now reading {data_dir}):\n" + "\n".join(changed)
+            + "\nRestore the files, or use another --output-dir for this data."
+        )
+    merged = {**previous["files"], **current}
+    if merged != previous["files"] or not path.exists():
+        atomic_write_json(path, {"data_dir": previous["data_dir"], "files": merged})

@@ -27,7 +27,9 @@ from pathlib import Path
 
 from . import methods as M
 from .config import RunConfig
-from .results import CellKey, ResultStore, atomic_path, atomic_write_json, check_run_config, read_json
+from .results import (
+    CellKey, ResultStore, atomic_path, atomic_write_json, check_data_files, check_run_config, read_json,
+)
 from .train import MixedSet, OptimSettings, RandomOracleBatch, Selector, SurgerySettings, count_steps, freeze_word_embeddings, set_seed, train
 
 logger = logging.getLogger(__name__)
@@ -110,20 +112,18 @@ class Runner:
         candidates = c.targets if c.targets is not None else tuple(l for l in available if l != c.source)
         if set(c.methods) == {"zero-shot"}:
             return candidates
-        from transfer.data import DataFormatError
-
-        without_pool = []
-        for lang in candidates:
-            try:
-                self.task.shot_pool(lang, c.data_dir)
-            except DataFormatError:
-                without_pool.append(lang)
+        # Only a *missing* split skips a language; every pool is read now, so a malformed or
+        # empty file stops the run here with its own message (file and line), before training.
+        without_pool = [lang for lang in candidates if not self.task.has_shot_pool(lang, c.data_dir)]
         if without_pool and c.targets is not None:
             raise ValueError(f"--targets: {', '.join(without_pool)} ha{'s' if len(without_pool) == 1 else 've'} "
                              f"no split to draw {c.task} shots from (neither train nor dev)")
         if without_pool:
-            logger.info("skipping %s: no split to draw shots from", ", ".join(without_pool))
+            logger.warning("skipping %s: no split to draw %s shots from (neither train nor dev)",
+                           ", ".join(without_pool), c.task)
         targets = tuple(lang for lang in candidates if lang not in without_pool)
+        for lang in targets:
+            self.task.shot_pool(lang, c.data_dir)
         if not targets:
             raise ValueError(f"--targets: no {c.task} language besides {c.source} has data to draw shots from")
         return targets
@@ -275,6 +275,10 @@ class Runner:
     def run(self) -> list[CellKey]:
         """Run every unfinished cell; returns the cells run now."""
         check_run_config(self.out, {**self.config.result_settings(), "targets": list(self.targets)})
+        if not self.hub:  # the hub's files are versioned by the hub, not here
+            check_data_files(self.out, self.config.data_dir,
+                             [f for lang in (self.config.source, *self.targets)
+                              for f in self.task.data_files(lang, self.config.data_dir)])
         done = self.store.finished_cells()
         todo = [cell for cell in self.plan_cells() if cell[0] not in done]
         skipped = len(self.plan_cells()) - len(todo)

@@ -246,6 +246,23 @@ def test_resume_with_other_settings_is_refused(tiny_setup, tmp_path):
         make_runner(make_config(data, out, methods="zero-shot", max_steps=2, lr=1e-3), model).run()
 
 
+def test_resume_on_changed_data_is_refused_naming_the_file(tiny_setup, tmp_path):
+    data, model = tiny_setup
+    out = tmp_path / "out"
+    make_runner(make_config(data, out, methods="zero-shot", max_steps=2), model).run()
+    recorded = json.loads((out / "data_files.json").read_text())
+    assert "udpos/en/train.tsv" in recorded["files"] and recorded["data_dir"] == str(data)
+    path = data / "udpos" / "xx" / "test.tsv"
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"extra\tNOUN\n\n")
+        with pytest.raises(SystemExit, match=r"holds results made from other data(.|\n)*udpos/xx/test\.tsv: was"):
+            make_runner(make_config(data, out, methods="zero-shot", max_steps=2), model).run()
+    finally:
+        path.write_bytes(original)
+    make_runner(make_config(data, out, methods="zero-shot", max_steps=2), model).run()  # restored: resumes
+
+
 def test_unknown_target_language_is_named(tiny_setup, tmp_path):
     data, model = tiny_setup
     with pytest.raises(ValueError, match=r"--targets: no pos data for qq .*languages with data: dd, en, hh, xx, yy"):
@@ -281,6 +298,34 @@ def test_targets_without_a_shot_pool(tiny_setup, tmp_path):
     finally:
         (data / "udpos" / "tt" / "test.tsv").unlink()
         (data / "udpos" / "tt").rmdir()
+
+
+@pytest.mark.parametrize("targets", ["all", "xx,yy"])
+def test_a_malformed_shot_pool_file_is_an_error_naming_file_and_line(tiny_setup, tmp_path, targets):
+    """Not a skipped language: with --targets all it used to vanish from every average."""
+    data, model = tiny_setup
+    path = data / "udpos" / "yy" / "train.tsv"
+    original = path.read_text(encoding="utf-8")
+    lines = original.splitlines(keepends=True)
+    lines[9] = lines[9].rstrip("\n") + "\textra\n"
+    try:
+        path.write_text("".join(lines), encoding="utf-8")
+        with pytest.raises(ValueError, match=r"yy/train\.tsv:10: "):
+            make_runner(make_config(data, tmp_path, targets=targets), model)
+    finally:
+        path.write_text(original, encoding="utf-8")
+
+
+def test_an_empty_train_file_does_not_silently_move_the_shots_to_dev(tiny_setup, tmp_path):
+    data, model = tiny_setup
+    path = data / "udpos" / "xx" / "train.tsv"
+    original = path.read_text(encoding="utf-8")
+    try:
+        path.write_text("", encoding="utf-8")
+        with pytest.raises(ValueError, match=r"xx/train\.tsv: the file is empty"):
+            make_runner(make_config(data, tmp_path, targets="xx"), model)
+    finally:
+        path.write_text(original, encoding="utf-8")
 
 
 def test_source_selection_last_keeps_the_final_checkpoints(tiny_setup, tmp_path, monkeypatch):

@@ -169,6 +169,24 @@ def test_cli_reports_bad_flags_as_usage_errors(run_module, capsys):
     assert "--k: K must be >= 1" in capsys.readouterr().err
 
 
+def test_data_errors_found_before_training_are_one_usage_line(run_module, tmp_path, capsys):
+    """A language or data problem the runner finds when it starts: exit 2, one line, no traceback."""
+    (tmp_path / "panx" / "en").mkdir(parents=True)
+    (tmp_path / "panx" / "en" / "train.tsv").write_text("a\tO\n\n")
+    with pytest.raises(SystemExit) as err:
+        run_module.main(["--data-dir", str(tmp_path), "--targets", "qq", "--output-dir", str(tmp_path / "out")])
+    assert err.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert ": error: --targets: no ner data for qq" in message and "Traceback" not in message
+
+
+def test_num_threads_below_one_is_a_usage_error(run_module, capsys):
+    with pytest.raises(SystemExit) as err:
+        run_module.main(["--num-threads", "-1", "--report-only"])
+    assert err.value.code == 2
+    assert "--num-threads must be >= 1, got -1" in capsys.readouterr().err
+
+
 def test_report_only_rebuilds_reports_without_running(run_module, tmp_path, capsys):
     from transfer.results import CellKey, ResultStore
 
@@ -275,6 +293,16 @@ def test_a_preset_setting_its_row_does_not_read_is_refused(monkeypatch):
     (["--max-steps", "0"], "--max-steps must be >= 1"),
     (["--seeds", "1,1"], "--seeds: repeated item"),
     (["--language-set", "ar,,hi"], "--language-set: empty item"),
+    (["--epochs", "nan"], "--epochs must be positive, got nan"),
+    (["--lr", "inf"], "--lr must be positive, got inf"),
+    (["--eval-batch-size", "0"], "--eval-batch-size must be >= 1"),
+    (["--max-seq-length", "0"], "--max-seq-length must be >= 1"),
+    (["--max-grad-norm", "-1"], "--max-grad-norm must be a finite number >= 0"),
+    (["--weight-decay", "-0.1"], "--weight-decay must be a finite number >= 0"),
+    (["--warmup-steps", "-3"], "--warmup-steps must be >= 0"),
+    (["--adam-eps", "0"], "--adam-eps must be positive"),
+    (["--methods", ""], "--methods: empty item"),
+    (["--targets", ""], "--targets: empty item"),
 ])
 def test_more_bad_values_are_named(run_module, tmp_path, argv, message):
     with pytest.raises(ValueError, match=message):

@@ -50,7 +50,7 @@ def split_file(data_dir: str | Path, task_dir: str, lang: str, split: str, ext: 
             f"no {task_dir} data for language {lang!r} in {root} "
             f"(languages with data: {', '.join(langs) or 'none'})"
         )
-    path = root / lang / f"{split}.{ext}"
+    path = split_path(data_dir, task_dir, lang, split, ext)
     if not path.is_file():
         splits = available_splits(data_dir, task_dir, lang, ext)
         raise DataFormatError(
@@ -62,7 +62,17 @@ def split_file(data_dir: str | Path, task_dir: str, lang: str, split: str, ext: 
     return path
 
 
+def split_path(data_dir: str | Path, task_dir: str, lang: str, split: str, ext: str) -> Path:
+    """Where one split's file is (whether or not it exists)."""
+    return Path(data_dir) / task_dir / lang / f"{split}.{ext}"
+
+
 def has_split(data_dir: str | Path, task_dir: str, lang: str, split: str, ext: str) -> bool:
     """Whether ``split_file`` would find a non-empty file."""
-    path = Path(data_dir) / task_dir / lang / f"{split}.{ext}"
+    path = split_path(data_dir, task_dir, lang, split, ext)
     return path.is_file() and path.stat().st_size > 0
+
+
+def split_exists(data_dir: str | Path, task_dir: str, lang: str, split: str, ext: str) -> bool:
+    """Whether the split's file is there at all (an empty one counts: reading it is an error)."""
+    return split_path(data_dir, task_dir, lang, split, ext).is_file()

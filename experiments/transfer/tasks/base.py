@@ -27,7 +27,9 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from .. import shots as shot_sampling
-from ..data import DataFormatError, available_languages, has_split, split_file
+from ..data import (
+    DataFormatError, available_languages, available_splits, has_split, split_exists, split_file, split_path,
+)
 from ..data.hub import hub_has_split, load_hub_split
 
 #: Share of a dev file that goes to the selection part when there is no test split.
@@ -64,6 +66,11 @@ class Task(abc.ABC):
         """Languages with any data for this task under ``data_dir``."""
         return available_languages(data_dir, self.task_dir, self.ext)
 
+    def data_files(self, lang: str, data_dir) -> list[Path]:
+        """Every split file of ``lang`` a run may read (local data)."""
+        return [split_path(data_dir, self.task_dir, lang, split, self.ext)
+                for split in available_splits(data_dir, self.task_dir, lang, self.ext)]
+
     def has_split(self, lang: str, split: str, data_dir, hub: bool = False) -> bool:
         if hub:
             return hub_has_split(self.task_dir, lang, split)
@@ -91,12 +98,30 @@ class Task(abc.ABC):
     def source_dev(self, lang: str, data_dir, hub: bool = False) -> list:
         return self.target_dev(lang, data_dir, hub)
 
+    SHOT_POOL_SPLITS = ("train", "dev")
+
+    def _pool_split(self, lang: str, data_dir, hub: bool) -> str | None:
+        """The split shots come from: train if its file is there, else dev, else None. An empty
+        train file counts as there (reading it is an error), so a truncated file can never
+        silently move the shots to dev."""
+        for split in self.SHOT_POOL_SPLITS:
+            there = hub_has_split(self.task_dir, lang, split) if hub else split_exists(
+                data_dir, self.task_dir, lang, split, self.ext)
+            if there:
+                return split
+        return None
+
+    def has_shot_pool(self, lang: str, data_dir, hub: bool = False) -> bool:
+        """Whether the language has a split to draw shots from (without reading it)."""
+        return self._pool_split(lang, data_dir, hub) is not None
+
     def shot_pool(self, lang: str, data_dir, hub: bool = False) -> tuple[str, list]:
-        """``("train", examples)``, or ``("dev", examples)`` when the language has no train split."""
-        for split in ("train", "dev"):
-            if self.has_split(lang, split, data_dir, hub):
-                return split, self.read_split(lang, split, data_dir, hub)
-        raise DataFormatError(self._missing_message(lang, data_dir, hub, "neither a train nor a dev split"))
+        """``("train", examples)``, or ``("dev", examples)`` when the language has no train split.
+        A malformed or empty file is an error naming it (DataFormatError), never a fallback."""
+        split = self._pool_split(lang, data_dir, hub)
+        if split is None:
+            raise DataFormatError(self._missing_message(lang, data_dir, hub, "neither a train nor a dev split"))
+        return split, self.read_split(lang, split, data_dir, hub)
 
     def sample_shots(self, pool: Sequence, k: int, seed: int) -> list[int]:
         """K indices into ``pool``, deterministic in ``seed`` (see ``transfer.shots``)."""
