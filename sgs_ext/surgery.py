@@ -273,6 +273,18 @@ class StochasticGradientSurgery:
         call ``backward`` themselves.
         """
         languages = self._languages(closures)
+        # A step that raises (a closure's error, Ctrl-C) leaves no trace: the generator, the step
+        # count, the counters and every .grad are as before it.
+        saved = (self.generator.get_state(), self.num_steps,
+                 {lang: LanguageCounters(**asdict(c)) for lang, c in self.counters.items()})
+        try:
+            return self._step(languages, closures)
+        except BaseException:
+            state, self.num_steps, self.counters = saved
+            self.generator.set_state(state)
+            raise
+
+    def _step(self, languages: list[str], closures: Mapping[str, Closure]) -> SurgeryStats:
         order, p = self._draw(len(languages))
         self.num_steps += 1
         chosen = [languages[i] for i in order]
@@ -286,6 +298,9 @@ class StochasticGradientSurgery:
         per_language = []
         stashed = [q.grad for q in self.params]
         train = self._train_tensors(stashed)
+        # pcgrad projects in place before its later closures run: keep the values to put back
+        # if one of them raises (one gradient's worth of memory, for the length of the step).
+        backup = [t.clone() for t in train] if project and len(chosen) > 1 else None
         materialised = False
         try:
             for lang in chosen:
@@ -293,6 +308,12 @@ class StochasticGradientSurgery:
                 stats = self._surgery(train, oracle, project)
                 per_language.append(self._record(lang, stats, p))
                 materialised |= per_language[-1].projected
+        except BaseException:
+            if backup is not None:
+                with torch.no_grad():
+                    for t, b in zip(train, backup):
+                        t.copy_(b)
+            raise
         finally:
             for q, g in zip(self.params, stashed):
                 q.grad = g

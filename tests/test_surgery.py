@@ -355,6 +355,45 @@ def test_pcgrad_projects_against_every_language_in_random_order():
     assert len(orders) > 1
 
 
+@pytest.mark.parametrize("mode", ["pcgrad", "stochastic"])
+def test_a_step_whose_closure_raises_leaves_no_trace(mode):
+    """Gradients (values, not only objects), the generator, num_steps and the counters are as
+    before the failed step, so retrying it gives what an undisturbed step would have."""
+    a = directions(1)
+    oracles = {"ar": [-x for x in a], "hi": [-x + y for x, y in zip(a, directions(3))], "sw": [-x for x in a]}
+
+    def closures(params, failing=None):
+        def make(lang, d):
+            def closure():
+                if lang == failing:
+                    raise RuntimeError(f"out of memory on {lang}")
+                return linear_loss(params, d)
+            return closure
+        return {lang: make(lang, d) for lang, d in oracles.items()}
+
+    params = make_params()
+    linear_loss(params, a).backward()
+    surgery = StochasticGradientSurgery(params, mode=mode, seed=3)
+    before = [p.grad.clone() for p in params]
+
+    def raising():
+        raise RuntimeError("out of memory")
+
+    # pcgrad (seed 3 draws hi, ar, sw): hi and ar are projected in place, then sw raises;
+    # stochastic: the drawn language raises
+    failing = closures(params, failing="sw") if mode == "pcgrad" else {lang: raising for lang in oracles}
+    with pytest.raises(RuntimeError, match="out of memory"):
+        surgery.step(failing)
+    assert all(torch.equal(p.grad, b) for p, b in zip(params, before))
+    assert surgery.num_steps == 0 and surgery.counters == {}
+    retried = surgery.step(closures(params))
+    fresh_params = make_params()
+    linear_loss(fresh_params, a).backward()
+    fresh = StochasticGradientSurgery(fresh_params, mode=mode, seed=3).step(closures(fresh_params))
+    assert (retried.language, retried.p) == (fresh.language, fresh.p)
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(params, fresh_params))
+
+
 # ---------------------------------------------------------------- buffers, accumulation, clipping
 def test_oracle_buffer_is_allocated_once_and_no_cat(monkeypatch):
     created = []
