@@ -191,13 +191,22 @@ def main(argv=None) -> int:
         parser.error(str(err))
     if args.num_threads is not None and args.num_threads < 1:
         parser.error(f"--num-threads must be >= 1, got {args.num_threads}")
-    setup_logging(config.output_dir)
+    try:
+        setup_logging(config.output_dir)
+    except OSError as err:  # a file in the way, no permission, a full disk
+        parser.error(f"--output-dir {config.output_dir}: cannot write there ({err.strerror or err})")
     if args.num_threads:
         import torch
 
         torch.set_num_threads(args.num_threads)
     from transfer.report import paired_markdown, summary_markdown, write_reports
     from transfer.results import ResultStore
+
+    try:  # a damaged record store is one line saying how to recover, not a traceback later
+        ResultStore(config.output_dir).results()
+        ResultStore(config.output_dir).runs()
+    except ValueError as err:
+        parser.error(str(err))
 
     if not args.report_only:
         from transfer.runner import Runner

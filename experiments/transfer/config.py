@@ -480,6 +480,12 @@ def _check(name: str, value, r: dict):
         raise ValueError(f"--data-dir: {value} is not a directory")
     if name == "device" and value not in ("cpu", "cuda") and not value.startswith("cuda:"):
         raise ValueError(f"--device: expected cpu or cuda, got {value!r}")
+    if name == "device" and value.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {value}: this torch ({torch.__version__}) sees no CUDA device "
+                             f"(CUDA build: {torch.version.cuda or 'no'}); use --device cpu or a CUDA machine")
     if name == "grad_accum_steps":
         batch_size = r["batch_size"]
         if batch_size < 1 or value < 1 or batch_size % value:

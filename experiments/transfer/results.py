@@ -166,7 +166,9 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: line {lineno}: not valid JSON ({err.msg})") from None
+                raise ValueError(f"{path}: line {lineno}: not valid JSON ({err.msg}). The harness writes "
+                                 "this file atomically, so it was changed by something else: restore it, or "
+                                 f"delete line {lineno} (that cell is then run again)") from None
             if not isinstance(record, dict):
                 raise ValueError(f"{path}: line {lineno}: expected a JSON object, got {type(record).__name__}")
             records.append(record)

@@ -79,6 +79,7 @@ class Runner:
         self.hub = config.data_dir is None
         self.targets = self._resolve_targets()
         self._cache: dict = {}
+        self._read_inputs()
 
     # ------------------------------------------------------------------ languages and data
 
@@ -87,6 +88,22 @@ class Runner:
 
     def _data_dir(self):
         return None if self.hub else self.config.data_dir
+
+    def _read_inputs(self) -> None:
+        """Read, and so check, every data file the run will need before its first step: a
+        malformed evaluation or selection file fails now with its file and line, not after
+        the languages before it have trained. (The shot pools are read by _resolve_targets;
+        files are cached, so this costs one parse each.)"""
+        if self.hub:
+            return
+        c, d = self.config, self.config.data_dir
+        self.task.source_train(c.source, d)
+        self.task.source_dev(c.source, d)
+        for lang in (c.source, *self.targets):
+            self.task.eval_set(lang, d)
+        if "ord-fs-dev" in c.methods:
+            for lang in self.targets:
+                self.task.target_dev(lang, d)
 
     def _resolve_targets(self) -> tuple[str, ...]:
         """The target languages: as given (each checked), or every language with data.

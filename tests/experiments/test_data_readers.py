@@ -133,6 +133,21 @@ def test_squad_reader_rejects_files_without_questions(tmp_path, text, match):
 
 # --- layout ---------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("reader, name, text", [
+    ("tagging", "train.tsv", b"Hello\tB-PER\nw\xe9rld\tO\n\n"),
+    ("xnli", "dev.tsv", b"a b\tc d\tentailment\ne\tf \xff\tneutral\n"),
+    ("squad", "dev.json", b'{"data": [\n  {"title": "\xc3("}]}'),
+])
+def test_invalid_utf8_names_file_line_and_column(tmp_path, reader, name, text):
+    path = tmp_path / name
+    path.write_bytes(text)
+    read = {"tagging": lambda: read_tagging_tsv(path, task_dir="panx", lang="fi", split="train"),
+            "xnli": lambda: read_xnli_tsv(path, lang="fi", split="dev"),
+            "squad": lambda: read_squad_json(path, lang="fi", split="dev")}[reader]
+    with pytest.raises(DataFormatError, match=rf"{path}:2: not valid UTF-8 \(byte 0x[0-9a-f]{{2}} at column \d+\)"):
+        read()
+
+
 def test_layout_lists_what_is_available(tmp_path):
     _write(tmp_path / "panx" / "hi" / "train.tsv", "a\tO\n")
     _write(tmp_path / "panx" / "hi" / "dev.tsv", "a\tO\n")

@@ -316,6 +316,21 @@ def test_a_malformed_shot_pool_file_is_an_error_naming_file_and_line(tiny_setup,
         path.write_text(original, encoding="utf-8")
 
 
+def test_a_malformed_evaluation_file_fails_before_any_training(tiny_setup, tmp_path):
+    """Found when the run starts, not after training the languages before it."""
+    data, model = tiny_setup
+    path = data / "udpos" / "yy" / "test.tsv"
+    original = path.read_text(encoding="utf-8")
+    lines = original.splitlines(keepends=True)
+    lines[2] = "no-tab-here\n"
+    try:
+        path.write_text("".join(lines), encoding="utf-8")
+        with pytest.raises(ValueError, match=r"yy/test\.tsv:3: "):
+            make_runner(make_config(data, tmp_path, targets="xx,yy", methods="zero-shot"), model)
+    finally:
+        path.write_text(original, encoding="utf-8")
+
+
 def test_an_empty_train_file_does_not_silently_move_the_shots_to_dev(tiny_setup, tmp_path):
     data, model = tiny_setup
     path = data / "udpos" / "xx" / "train.tsv"

@@ -180,6 +180,36 @@ def test_data_errors_found_before_training_are_one_usage_line(run_module, tmp_pa
     assert ": error: --targets: no ner data for qq" in message and "Traceback" not in message
 
 
+def _usage_error(run_module, argv, capsys) -> str:
+    with pytest.raises(SystemExit) as err:
+        run_module.main(argv)
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert not any("Traceback" in line for line in lines)
+    return lines[-1]
+
+
+def test_an_output_dir_that_is_a_file_is_a_usage_error(run_module, tmp_path, capsys):
+    blocker = tmp_path / "out"
+    blocker.write_text("not a directory")
+    line = _usage_error(run_module, ["--output-dir", str(blocker), "--report-only"], capsys)
+    assert f"--output-dir {blocker}: cannot write there" in line
+
+
+def test_a_damaged_results_file_says_how_to_recover(run_module, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_text('{"task": "ner", "method": "zero-shot", "k": 0, "seed": 1}\n{"task": "ne')
+    line = _usage_error(run_module, ["--output-dir", str(out), "--report-only"], capsys)
+    assert "results.jsonl: line 2: not valid JSON" in line and "delete line 2" in line
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA device")
+def test_device_cuda_without_cuda_is_named(run_module, tmp_path):
+    with pytest.raises(ValueError, match="--device cuda: this torch .* sees no CUDA device"):
+        resolve(run_module, "--device", "cuda", data_dir=tmp_path)
+
+
 def test_num_threads_below_one_is_a_usage_error(run_module, capsys):
     with pytest.raises(SystemExit) as err:
         run_module.main(["--num-threads", "-1", "--report-only"])

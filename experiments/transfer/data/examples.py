@@ -9,11 +9,39 @@ hundreds of times); a question's own id is kept in ``QAExample.qid``.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 class DataFormatError(ValueError):
     """A data file (or directory) is malformed or missing; the message says where."""
+
+
+def _not_utf8(path, line_no: int, column: int, byte: int) -> DataFormatError:
+    return DataFormatError(f"{path}:{line_no}: not valid UTF-8 (byte {byte:#04x} at column {column})")
+
+
+def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file; bytes that are not UTF-8 are an error naming
+    file, line and column (not a bare UnicodeDecodeError at a byte offset)."""
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                yield line_no, raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise _not_utf8(path, line_no, err.start + 1, raw[err.start]) from None
+
+
+def read_text(path: str | Path) -> str:
+    """A whole UTF-8 file, with the same error as :func:`text_lines` for bad bytes."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line_start = data.rfind(b"\n", 0, err.start) + 1
+        raise _not_utf8(path, data.count(b"\n", 0, err.start) + 1, err.start - line_start + 1,
+                        data[err.start]) from None
 
 
 def make_uid(task_dir: str, lang: str, split: str, position: int, *, hub: bool = False) -> str:

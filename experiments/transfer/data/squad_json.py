@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .examples import Answer, DataFormatError, QAExample, make_uid
+from .examples import Answer, DataFormatError, QAExample, make_uid, read_text
 
 
 def _require(obj, key: str, kind: type | tuple[type, ...], path: Path, where: str):
@@ -39,8 +39,7 @@ def read_squad_json(path: str | Path, *, lang: str, split: str, task_dir: str = 
     """
     path = Path(path)
     try:
-        with path.open(encoding="utf-8") as handle:
-            root = json.load(handle)
+        root = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise DataFormatError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}") from None
     articles = _require(root, "data", list, path, "the top level")

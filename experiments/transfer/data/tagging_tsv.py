@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
-from .examples import DataFormatError, TaggingExample, make_uid
+from .examples import DataFormatError, TaggingExample, make_uid, text_lines
 
 
 def read_tagging_tsv(
@@ -43,29 +43,28 @@ def read_tagging_tsv(
             tokens.clear()
             tags.clear()
 
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                flush()
-                continue
-            parts = line.split("\t")
-            if len(parts) != 2:
-                what = "no tab" if len(parts) == 1 else f"{len(parts) - 1} tabs"
-                raise DataFormatError(
-                    f"{path}:{line_no}: expected 'token<TAB>tag', found {what}: {line[:80]!r}"
-                )
-            token, tag = parts[0], parts[1].strip()
-            if not token.strip():
-                raise DataFormatError(f"{path}:{line_no}: empty token in {line[:80]!r}")
-            if not tag:
-                raise DataFormatError(f"{path}:{line_no}: empty tag in {line[:80]!r}")
-            if allowed is not None and tag not in allowed:
-                raise DataFormatError(
-                    f"{path}:{line_no}: unknown tag {tag!r} (allowed: {', '.join(sorted(allowed))})"
-                )
-            tokens.append(token)
-            tags.append(tag)
+    for line_no, line in text_lines(path):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            flush()
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2:
+            what = "no tab" if len(parts) == 1 else f"{len(parts) - 1} tabs"
+            raise DataFormatError(
+                f"{path}:{line_no}: expected 'token<TAB>tag', found {what}: {line[:80]!r}"
+            )
+        token, tag = parts[0], parts[1].strip()
+        if not token.strip():
+            raise DataFormatError(f"{path}:{line_no}: empty token in {line[:80]!r}")
+        if not tag:
+            raise DataFormatError(f"{path}:{line_no}: empty tag in {line[:80]!r}")
+        if allowed is not None and tag not in allowed:
+            raise DataFormatError(
+                f"{path}:{line_no}: unknown tag {tag!r} (allowed: {', '.join(sorted(allowed))})"
+            )
+        tokens.append(token)
+        tags.append(tag)
     flush()
     if not examples:
         raise DataFormatError(f"{path}: no sentences in the file (it is empty or only blank lines)")
