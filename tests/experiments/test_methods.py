@@ -1,6 +1,7 @@
 """The methods as strategies (methods.plan_jobs) and as the runner executes them, on tiny
 POS files and a tiny random XLM-R: what each method trains, where it starts, how it selects,
 which shots it sees, and resuming."""
+import contextlib
 import json
 import sys
 import types
@@ -246,20 +247,35 @@ def test_resume_with_other_settings_is_refused(tiny_setup, tmp_path):
         make_runner(make_config(data, out, methods="zero-shot", max_steps=2, lr=1e-3), model).run()
 
 
+@contextlib.contextmanager
+def changed_file(path, change):
+    """``path`` rewritten as ``change(text)`` for the block, then restored (the module's tiny
+    data is shared by its tests)."""
+    original = path.read_bytes()
+    try:
+        path.write_bytes(change(original.decode("utf-8")).encode("utf-8"))
+        yield
+    finally:
+        path.write_bytes(original)
+
+
+def line_replaced(index, new_line):
+    def change(text):
+        lines = text.splitlines(keepends=True)
+        lines[index] = new_line(lines[index])
+        return "".join(lines)
+    return change
+
+
 def test_resume_on_changed_data_is_refused_naming_the_file(tiny_setup, tmp_path):
     data, model = tiny_setup
     out = tmp_path / "out"
     make_runner(make_config(data, out, methods="zero-shot", max_steps=2), model).run()
     recorded = json.loads((out / "data_files.json").read_text())
     assert "udpos/en/train.tsv" in recorded["files"] and recorded["data_dir"] == str(data)
-    path = data / "udpos" / "xx" / "test.tsv"
-    original = path.read_bytes()
-    try:
-        path.write_bytes(original + b"extra\tNOUN\n\n")
+    with changed_file(data / "udpos" / "xx" / "test.tsv", lambda text: text + "extra\tNOUN\n\n"):
         with pytest.raises(SystemExit, match=r"holds results made from other data(.|\n)*udpos/xx/test\.tsv: was"):
             make_runner(make_config(data, out, methods="zero-shot", max_steps=2), model).run()
-    finally:
-        path.write_bytes(original)
     make_runner(make_config(data, out, methods="zero-shot", max_steps=2), model).run()  # restored: resumes
 
 
@@ -304,43 +320,24 @@ def test_targets_without_a_shot_pool(tiny_setup, tmp_path):
 def test_a_malformed_shot_pool_file_is_an_error_naming_file_and_line(tiny_setup, tmp_path, targets):
     """Not a skipped language: with --targets all it used to vanish from every average."""
     data, model = tiny_setup
-    path = data / "udpos" / "yy" / "train.tsv"
-    original = path.read_text(encoding="utf-8")
-    lines = original.splitlines(keepends=True)
-    lines[9] = lines[9].rstrip("\n") + "\textra\n"
-    try:
-        path.write_text("".join(lines), encoding="utf-8")
+    with changed_file(data / "udpos" / "yy" / "train.tsv", line_replaced(9, lambda l: l.rstrip("\n") + "\textra\n")):
         with pytest.raises(ValueError, match=r"yy/train\.tsv:10: "):
             make_runner(make_config(data, tmp_path, targets=targets), model)
-    finally:
-        path.write_text(original, encoding="utf-8")
 
 
 def test_a_malformed_evaluation_file_fails_before_any_training(tiny_setup, tmp_path):
     """Found when the run starts, not after training the languages before it."""
     data, model = tiny_setup
-    path = data / "udpos" / "yy" / "test.tsv"
-    original = path.read_text(encoding="utf-8")
-    lines = original.splitlines(keepends=True)
-    lines[2] = "no-tab-here\n"
-    try:
-        path.write_text("".join(lines), encoding="utf-8")
+    with changed_file(data / "udpos" / "yy" / "test.tsv", line_replaced(2, lambda l: "no-tab-here\n")):
         with pytest.raises(ValueError, match=r"yy/test\.tsv:3: "):
             make_runner(make_config(data, tmp_path, targets="xx,yy", methods="zero-shot"), model)
-    finally:
-        path.write_text(original, encoding="utf-8")
 
 
 def test_an_empty_train_file_does_not_silently_move_the_shots_to_dev(tiny_setup, tmp_path):
     data, model = tiny_setup
-    path = data / "udpos" / "xx" / "train.tsv"
-    original = path.read_text(encoding="utf-8")
-    try:
-        path.write_text("", encoding="utf-8")
+    with changed_file(data / "udpos" / "xx" / "train.tsv", lambda text: ""):
         with pytest.raises(ValueError, match=r"xx/train\.tsv: the file is empty"):
             make_runner(make_config(data, tmp_path, targets="xx"), model)
-    finally:
-        path.write_text(original, encoding="utf-8")
 
 
 def test_source_selection_last_keeps_the_final_checkpoints(tiny_setup, tmp_path, monkeypatch):
