@@ -104,6 +104,11 @@ class Runner:
         if "ord-fs-dev" in c.methods:
             for lang in self.targets:
                 self.task.target_dev(lang, d)
+        if set(c.methods) != {"zero-shot"}:  # every draw, so a K beyond a pool fails now
+            for lang in self.targets:
+                for k in c.ks:
+                    for seed in c.seeds:
+                        self.shot_draw(lang, k, seed)
 
     def _resolve_targets(self) -> tuple[str, ...]:
         """The target languages: as given (each checked), or every language with data.

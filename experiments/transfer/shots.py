@@ -129,7 +129,10 @@ def draw_shots(task, lang: str, k: int, seed: int, data_dir, hub: bool = False, 
     its tokenizer).
     """
     split, pool = task.shot_pool(lang, data_dir, hub=hub)
-    indices = task.sample_shots(pool, k, seed, **sample_kwargs)
+    try:
+        indices = task.sample_shots(pool, k, seed, **sample_kwargs)
+    except ValueError as err:
+        raise ValueError(f"--k {k}: {task.name}/{lang}: {err} (its {split} split)") from None
     record = ShotRecord(task.name, lang, int(k), int(seed), split, tuple(pool[i].uid for i in indices),
                         sample_kwargs.get("unit", "examples"))
     return record, [pool[i] for i in indices]

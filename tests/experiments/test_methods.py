@@ -333,6 +333,12 @@ def test_a_malformed_evaluation_file_fails_before_any_training(tiny_setup, tmp_p
             make_runner(make_config(data, tmp_path, targets="xx,yy", methods="zero-shot"), model)
 
 
+def test_k_beyond_a_pool_names_the_language_before_training(tiny_setup, tmp_path):
+    data, model = tiny_setup  # hh draws from its dev split of 24 sentences
+    with pytest.raises(ValueError, match=r"--k 30: pos/hh: cannot draw 30 shots from a pool of 24 \(its dev split\)"):
+        make_runner(make_config(data, tmp_path, targets="hh", k="30"), model)
+
+
 def test_an_empty_train_file_does_not_silently_move_the_shots_to_dev(tiny_setup, tmp_path):
     data, model = tiny_setup
     with changed_file(data / "udpos" / "xx" / "train.tsv", lambda text: ""):
