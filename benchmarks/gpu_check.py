@@ -18,7 +18,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# `benchmarks` from this checkout, but sgs_ext as installed (a source tree has no compiled _C
+# unless built in place, which gpu_check.sh does and puts first on PYTHONPATH).
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 import sgs_ext  # noqa: E402
 from benchmarks.gradients import make_pair  # noqa: E402
 from benchmarks.shapes import model_shapes  # noqa: E402
