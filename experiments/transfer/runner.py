@@ -30,6 +30,7 @@ from .config import RunConfig
 from .results import (
     CellKey, ResultStore, atomic_path, atomic_write_json, check_data_files, check_run_config, read_json,
 )
+from .tasks.base import release_file_cache
 from .train import MixedSet, OptimSettings, RandomOracleBatch, Selector, SurgerySettings, count_steps, freeze_word_embeddings, set_seed, train
 
 logger = logging.getLogger(__name__)
@@ -270,7 +271,9 @@ class Runner:
             return model, read_json(result_path)
         logger.info("source model for seed %d: training on %s", seed, self.config.source)
         selector = self.source_dev_selector()
-        result = train(model, MixedSet([self.source_train_set()]), self.optim_settings(batch="config", k=None),
+        dataset = MixedSet([self.source_train_set()])
+        release_file_cache()  # the parsed files behind the (encoded, cached) sets: not needed while training
+        result = train(model, dataset, self.optim_settings(batch="config", k=None),
                        seed=seed, device=self.config.device, selector=selector, progress=self.config.progress,
                        desc=f"source seed{seed}")
         info = {"task": self.config.task, "seed": seed, "model": self.config.model, **result.to_dict()}
@@ -454,6 +457,8 @@ class Runner:
             observe = job.surgery_mode == "observe"
             surgery = SurgerySettings(alpha=c.alpha, per_micro_batch=c.surgery_per_micro_batch,
                                       mode="off" if observe else "stochastic", observe=observe)
+        if job.with_source_data:  # a long training: the parsed files behind its (cached) sets can go
+            release_file_cache()
         return train(model, dataset, settings, seed=seed, device=c.device, selector=selector,
                      oracle_batches=oracle_batches, surgery=surgery, progress=c.progress, desc=desc,
                      keep_last=selector is not None)

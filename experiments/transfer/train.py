@@ -14,9 +14,20 @@ schedule with optional warm-up. With a :class:`Selector`, the model is evaluated
 every ``selector.every`` optimizer steps and after the last one; the best
 checkpoint (highest score, the earliest on ties) is kept in memory and loaded at
 the end. Without one the last checkpoint is kept.
+
+Memory (see :func:`recomputed_attention` and :func:`release_free_heap`): on the CPU, an
+attention map of at least :data:`RECOMPUTE_ATTENTION_MIN_ELEMENTS` elements is not kept
+for the backward pass but recomputed there (same inputs, same dropout draws: the
+gradients are bit-identical), and before a micro-batch larger than any before it the
+freed heap is handed back to the OS, so the few long micro-batches (one 126-token English
+sentence pads its micro-batch to 126 tokens; the median pads to ~30) do not raise the
+peak memory by what earlier phases left behind.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import logging
 import math
 import random
@@ -176,6 +187,82 @@ def _snapshot(model) -> dict[str, torch.Tensor]:
     return state
 
 
+#: Attention maps (batch x heads x queries x keys elements) at least this large are recomputed
+#: in the backward pass instead of kept (CPU training, SDPA attention). At 2**21 (8 MB per
+#: float32 map, three maps per layer with dropout) that is, for micro-batches of 16 and 12
+#: heads, a padded length of 105 tokens or more: the demo's one 126-token English sentence,
+#: whose micro-batch keeps 1.07 GB for backward without recomputation and 0.65 GB with it.
+#: None: never recompute.
+RECOMPUTE_ATTENTION_MIN_ELEMENTS: int | None = 1 << 21
+
+
+@contextlib.contextmanager
+def recomputed_attention(min_elements: int | None = RECOMPUTE_ATTENTION_MIN_ELEMENTS):
+    """Within the block, large SDPA attention maps of CPU training passes are recomputed in backward.
+
+    The transformers SDPA attention function is wrapped (its ``AttentionInterface`` entry
+    ``"sdpa"``, restored on exit): when gradients are on, the tensors are on the CPU and
+    the map has at least ``min_elements`` elements, it runs under
+    ``torch.utils.checkpoint`` (non-reentrant, RNG state preserved). Its forward is then run
+    twice on the same inputs with the same dropout draws, so the loss and every gradient are
+    bit-identical to keeping the maps; only the attention probabilities, their dropout mask
+    and the dropped probabilities (3 maps per layer) are not stored between forward and
+    backward. Everything else (evaluation, GPUs, other attention implementations, short
+    inputs) runs the original function unchanged.
+    """
+    if min_elements is None:
+        yield
+        return
+    try:
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+        original = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    except (ImportError, KeyError):
+        yield
+        return
+    from torch.utils.checkpoint import checkpoint
+
+    def attention(module, query, key, value, attention_mask, *args, **kwargs):
+        if (torch.is_grad_enabled() and query.device.type == "cpu" and query.dim() == 4
+                and query.shape[0] * query.shape[1] * query.shape[2] * key.shape[-2] >= min_elements):
+            return checkpoint(original, module, query, key, value, attention_mask, *args,
+                              use_reentrant=False, preserve_rng_state=True, **kwargs)
+        return original(module, query, key, value, attention_mask, *args, **kwargs)
+
+    ALL_ATTENTION_FUNCTIONS["sdpa"] = attention
+    try:
+        yield
+    finally:
+        ALL_ATTENTION_FUNCTIONS["sdpa"] = original
+
+
+_LIBC = None
+
+
+def release_free_heap() -> bool:
+    """Hand the heap's free pages back to the OS (glibc ``malloc_trim``); False where unavailable.
+
+    glibc keeps what a long micro-batch's activations freed as resident free heap, and a
+    later, larger one then adds to it instead of reusing all of it (fragments too small for
+    its tensors stay resident). Trimming first makes such fragments cost no memory. It
+    changes no value, only which pages are resident; reused pages are faulted in again.
+    """
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = False
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            if hasattr(libc, "malloc_trim"):
+                libc.malloc_trim.argtypes = [ctypes.c_size_t]
+                libc.malloc_trim.restype = ctypes.c_int
+                _LIBC = libc
+        except OSError:
+            pass
+    if not _LIBC:
+        return False
+    _LIBC.malloc_trim(0)
+    return True
+
+
 def count_steps(n_examples: int, settings: OptimSettings) -> tuple[int, int]:
     """(optimizer steps per epoch, total optimizer steps) for ``n_examples``."""
     micro_batches = math.ceil(n_examples / settings.micro_batch_size)
@@ -281,12 +368,20 @@ def train(
     model.train()
     optimizer.zero_grad(set_to_none=False)
     step, last_evaluated = 0, -1
+    largest_batch = 0  # padded tokens of the largest micro-batch so far (release_free_heap before a larger one)
     bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
+    memory = contextlib.ExitStack()
+    memory.enter_context(recomputed_attention(RECOMPUTE_ATTENTION_MIN_ELEMENTS))
     try:
         while step < total_steps:
             micro_losses = []
             batches = iter(loader)
             for i, batch in enumerate(batches):
+                size = _batch_tokens(batch)
+                if size > largest_batch:  # a new largest micro-batch: let it start from a trimmed heap
+                    largest_batch = size
+                    if device.type == "cpu":
+                        release_free_heap()
                 loss = model(**to_device(batch, device)).loss
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"{desc}: loss is {loss.item()} at step {step + 1}")
@@ -317,6 +412,7 @@ def train(
                     break
     finally:
         bar.close()
+        memory.close()
     if selector is not None:
         if last_evaluated != step:
             evaluate(step)
@@ -332,6 +428,12 @@ def train(
     if surgeon is not None:
         result.surgery_counters = counters_to_dict(surgeon.counters)
     return result
+
+
+def _batch_tokens(batch: Mapping) -> int:
+    """A micro-batch's size for the memory bookkeeping: the elements of its input ids (padded tokens)."""
+    ids = batch.get("input_ids") if isinstance(batch, Mapping) else None
+    return int(ids.numel()) if torch.is_tensor(ids) else 0
 
 
 class IsolatedRNG:

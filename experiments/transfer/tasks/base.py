@@ -38,6 +38,20 @@ DEV_SELECT_FRACTION = 0.5
 _FILE_CACHE: dict[tuple, list] = {}
 
 
+def release_file_cache() -> int:
+    """Forget the parsed local files (the hub's splits stay cached); returns how many were dropped.
+
+    A later read parses the file again, to the same examples (uids are file positions). The
+    runner calls this before its long trainings: the whole train and dev files behind a
+    capped English training set and the shot pools (PAN-X: 20,000 sentences each, ~150 MB
+    for the demo's five languages) need not stay in memory while a model trains.
+    """
+    local = [key for key in _FILE_CACHE if key[0] != "hub"]
+    for key in local:
+        del _FILE_CACHE[key]
+    return len(local)
+
+
 def in_selection_part(uid: str, fraction: float = DEV_SELECT_FRACTION) -> bool:
     """Whether a dev example belongs to the selection part (else to the evaluation part)."""
     bucket = int(hashlib.sha256(uid.encode("utf-8")).hexdigest()[:8], 16) % 1000
