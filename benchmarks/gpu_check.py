@@ -163,7 +163,7 @@ def main(argv=None):
     if args.small:
         pair = make_pair(model_shapes("1M"), device="cuda", seed=0)
         sgs_ext.surgery_(pair.train, pair.oracle)
-        sgs_ext.gram([pair.train, pair.oracle] * 5)  # 10 sets: tiled passes
+        sgs_ext.gram([pair.train, pair.oracle] * 9)  # 18 sets: tiles of register and shared-memory passes
         half = make_pair(model_shapes("1M"), dtype=torch.bfloat16, device="cuda", seed=1)
         sgs_ext.surgery_(half.train, half.oracle)
         off = torch.randn(1001, device="cuda")

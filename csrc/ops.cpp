@@ -464,7 +464,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cuda_chunk_size", [] { return sgs::cuda::kChunkSize; });
   m.def("cuda_launch_limits", [] {
     return std::make_tuple(sgs::cuda::kPairMaxTensors, sgs::cuda::kGramMaxTensors, sgs::cuda::kMaxBlocksPerLaunch,
-                           sgs::cuda::kMaxGramSets);
+                           sgs::cuda::kMaxGramPassSets);
   }, "(pair-op tensors, gram tensors, blocks) per launch, and the sets one gram pass handles.");
   m.def(
       "chunk_table",

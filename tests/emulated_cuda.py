@@ -101,6 +101,7 @@ class EmulatedCuda:
         lib = self.lib
         lib.emu_error.restype = ctypes.c_char_p
         for name in ("emu_chunk_size", "emu_max_blocks_per_launch", "emu_pair_max_tensors", "emu_gram_max_tensors",
+                     "emu_gram_pass_sets",
                      "emu_max_param_bytes", "emu_num_launches"):
             getattr(lib, name).restype = ctypes.c_int64
         lib.emu_project.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int,
@@ -112,6 +113,7 @@ class EmulatedCuda:
         self.max_blocks_per_launch = lib.emu_max_blocks_per_launch()
         self.pair_max_tensors = lib.emu_pair_max_tensors()
         self.gram_max_tensors = lib.emu_gram_max_tensors()
+        self.gram_pass_sets = lib.emu_gram_pass_sets()  # sets one gram pass reads
         self.max_param_bytes = lib.emu_max_param_bytes()
 
     def _check(self, rc: int) -> None:

@@ -101,8 +101,9 @@ def test_launches_split_inside_a_tensor(emu_split, dtype):
     stats = emu_split.surgery_(got, oracle)
     assert_surgery_matches_oracle(stats, got, train, oracle, device="cuda")
     assert sum(1 for l in emu_split.launches() if l[1] == 512) > 2 * 2  # more than the slot splits alone
-    sets = [random_list(GRAM_SIZES, dtype, 10 + s) for s in range(3)]
-    assert_gram_matches_oracle(emu_split.gram(sets), sets, device="cuda")
+    for num_sets in (3, 12):  # the register and the shared-memory pass
+        sets = [random_list(GRAM_SIZES, dtype, 10 + s) for s in range(num_sets)]
+        assert_gram_matches_oracle(emu_split.gram(sets), sets, device="cuda")
 
 
 def test_mixed_dtypes_in_one_list(emu):
@@ -153,20 +154,33 @@ def test_project_with_given_stats_and_train_aliasing_oracle(emu):
 
 @pytest.mark.parametrize("num_sets", list(range(1, 18)))
 def test_gram_matches_oracle_at_every_L(emu, num_sets):
-    """1..8 sets in one pass; 9..17 by tiles scattered into the L x L result on the device."""
+    """1..8 sets in one register pass, 9..16 in one shared-memory pass, 17 by tiles scattered
+    into the L x L result on the device."""
     sets = [random_list([300, 5, 1, 0], torch.float32, 100 + s) for s in range(num_sets)]
     assert_gram_matches_oracle(emu.gram(sets), sets, device="cuda")
 
 
+@pytest.mark.parametrize("num_sets", [3, 12], ids=["register-pass", "shared-pass"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_gram_matches_oracle_for_each_dtype(emu, dtype):
+def test_gram_matches_oracle_for_each_dtype(emu, dtype, num_sets):
     """float64 accumulates in float64 (it was rounded to float32 once: ~1e-7 relative error)."""
-    sets = [random_list(GRAM_SIZES, dtype, 20 + s) for s in range(3)]
+    sets = [random_list(GRAM_SIZES, dtype, 20 + s) for s in range(num_sets)]
     got = emu.gram(sets)
     assert_gram_matches_oracle(got, sets, device="cuda")
     if dtype == torch.float64:
         exact = exact_gram(sets)
         assert float(((got - exact).abs() / exact.abs()).max()) < 1e-12
+
+
+@pytest.mark.parametrize("num_sets, passes", [(8, 1), (9, 1), (16, 1), (17, 6)])
+def test_gram_reads_every_set_once_up_to_16_sets(emu, num_sets, passes):
+    """One pass over the data for L <= 16 (8-set tiles read L = 16's sets 4 times: 10 passes);
+    beyond, tiles of 16: L = 17 in 6 passes (15 with 8-set tiles). A pass ends in one scatter."""
+    scatter_block = emu.gram_pass_sets * (emu.gram_pass_sets + 1) // 2
+    emu.clear_launches()
+    emu.gram([random_list([300, 5], torch.float32, 200 + s) for s in range(num_sets)])
+    scatters = [l for l in emu.launches() if l[0] == 1 and l[1] == scatter_block]
+    assert len(scatters) == passes
 
 
 def test_gram_writes_the_whole_symmetric_matrix(emu):

@@ -18,13 +18,19 @@ namespace cuda {
 
 // Elements per chunk = per block.
 constexpr int64_t kChunkSize = 1 << 16;
-// Sets one gram pass handles (per-thread accumulators grow as L^2); more
-// sets are covered by several passes over tiles of sets (common/gram_tiles.h).
+// Sets a register gram pass handles (each thread keeps every pair's sum in
+// registers, which grow as L^2).
 constexpr int kMaxGramSets = 8;
+// Sets one gram pass handles: from kMaxGramSets + 1 on, a pass stages a segment
+// of every set in shared memory and each thread sums one pair.  More sets are
+// covered by several passes over tiles of sets (common/gram_tiles.h).
+constexpr int kMaxGramPassSets = 16;
 // Tensors one launch's kernel arguments can describe (see multi_tensor_apply.cuh)
-// for two lists (dot_norm, project) and for kMaxGramSets lists (gram).
+// for two lists (dot_norm, project), for kMaxGramSets lists (register gram) and
+// for kMaxGramPassSets lists (shared-memory gram).
 constexpr int kPairMaxTensors = 96;
 constexpr int kGramMaxTensors = 40;
+constexpr int kWideGramMaxTensors = 24;
 // Blocks (chunks) per launch: far beyond any real gradient list (2^20 chunks
 // are 68.7G elements), so launches split only on tensor slots.  Overridable so
 // that the CPU emulation can also run launches split inside a tensor.
@@ -52,7 +58,7 @@ void project(const TensorRef* train, const TensorRef* oracle, int64_t num_tensor
 int64_t gram_workspace_size(const std::vector<int64_t>& numels, int num_sets);
 
 // out[i * L + j] = set i . set j (the full, symmetric L x L matrix, float64)
-// for L >= 1 sets: one pass over the data when L <= kMaxGramSets, else one
+// for L >= 1 sets: one pass over the data when L <= kMaxGramPassSets, else one
 // pass per tile.  Written on the device, without host synchronisation.
 void gram(const TensorRef* const* sets, int num_sets, int64_t num_tensors, double* workspace, double* out,
           void* stream);

@@ -1,11 +1,15 @@
-// All pairwise dot products of L gradient sets on the GPU.  For
-// L <= kMaxGramSets in one pass: each thread loads its elements of the L sets
-// once and accumulates every pair (i <= j) in registers, in the compute type
-// of the dtype (float64 for float64 sets, float32 otherwise; L is a template
-// parameter so the accumulators stay in registers).  Larger L is covered by
-// tiles of at most kMaxGramSets sets (plan_gram_tiles), one pass each.  Every
-// pass ends with a scatter of its pairs into the L x L result on the device,
-// so nothing waits for the host.
+// All pairwise dot products of L gradient sets on the GPU, every set read once
+// for L <= kMaxGramPassSets:
+// - L <= kMaxGramSets (register pass): each thread loads its elements of the L
+//   sets once and accumulates every pair (i <= j) in registers, in the compute
+//   type of the dtype (float64 for float64 sets, float32 otherwise; L is a
+//   template parameter so the accumulators stay in registers);
+// - kMaxGramSets < L <= kMaxGramPassSets (shared pass): a block stages a segment
+//   of every set in shared memory (as float64), and each thread sums one pair
+//   over its share of the segment, in float64 for every dtype.
+// Larger L is covered by tiles of at most kMaxGramPassSets sets
+// (plan_gram_tiles), one pass each.  Every pass ends with a scatter of its pairs
+// into the L x L result on the device, so nothing waits for the host.
 #include <stdexcept>
 
 #include "common/gram_tiles.h"
@@ -73,7 +77,71 @@ void launch_gram(const std::vector<Chunk>& chunks, const std::vector<const Tenso
   });
 }
 
-constexpr int kMaxTilePairs = kMaxGramSets * (kMaxGramSets + 1) / 2;
+// Elements of every set a shared pass stages at a time.
+constexpr int kSegment = 64;
+
+// Stage elements [seg, seg + len) of the block's chunk of every set into tile (zeros past len).
+template <typename T>
+__device__ __forceinline__ void stage_segment(const WideGramArgs& args, int slot, int num_sets, int64_t begin,
+                                              int64_t seg, int len, double (*tile)[kSegment + 1]) {
+  for (int i = threadIdx.x; i < num_sets * kSegment; i += kBlock) {
+    const int s = i / kSegment, e = i % kSegment;
+    tile[s][e] = e < len ? double(load<T>(static_cast<const T*>(args.ptr[s][slot]) + begin, seg + e)) : 0.0;
+  }
+}
+
+// Thread t sums pair t % P over the elements e = t / P (mod groups) of each
+// segment, groups = kBlock / P >= 1; the groups' sums are added in a fixed order.
+__global__ void gram_shared_kernel(WideGramArgs args, int num_sets, int64_t chunk_size, double* partials) {
+  __shared__ double tile[kMaxGramPassSets][kSegment + 1];
+  __shared__ double sums[kBlock];
+  int slot;
+  int64_t begin, n;
+  block_chunk_range(args, chunk_size, slot, begin, n);
+  const int P = num_pairs(num_sets);
+  const int groups = kBlock / P;
+  const int group = threadIdx.x / P, pair = threadIdx.x % P;
+  const bool active = group < groups;
+  int a = 0, b = 0;  // the pair's sets: packed index pair = packed_pair_index(a, b, num_sets)
+  for (int i = 0, p = 0; i < num_sets; ++i) {
+    for (int j = i; j < num_sets; ++j, ++p) {
+      if (p == pair) a = i, b = j;
+    }
+  }
+  double acc = 0.0;
+  for (int64_t seg = 0; seg < n; seg += kSegment) {
+    const int len = static_cast<int>(n - seg < kSegment ? n - seg : kSegment);
+    switch (static_cast<DType>(args.dtype[slot])) {
+      case DType::Float32: stage_segment<float>(args, slot, num_sets, begin, seg, len, tile); break;
+      case DType::Float64: stage_segment<double>(args, slot, num_sets, begin, seg, len, tile); break;
+      case DType::Float16: stage_segment<half_t>(args, slot, num_sets, begin, seg, len, tile); break;
+      case DType::BFloat16: stage_segment<bf16_t>(args, slot, num_sets, begin, seg, len, tile); break;
+    }
+    __syncthreads();
+    if (active) {
+      for (int e = group; e < len; e += groups) acc += tile[a][e] * tile[b][e];
+    }
+    __syncthreads();
+  }
+  sums[threadIdx.x] = active ? acc : 0.0;
+  __syncthreads();
+  if (threadIdx.x < P) {
+    double total = 0.0;
+    for (int g = 0; g < groups; ++g) total += sums[g * P + threadIdx.x];
+    partials[int64_t(P) * (args.first_chunk + blockIdx.x) + threadIdx.x] = total;
+  }
+}
+
+void launch_gram_shared(const std::vector<Chunk>& chunks, const std::vector<const TensorRef*>& lists,
+                        double* workspace, cudaStream_t s) {
+  const int num_sets = static_cast<int>(lists.size());
+  for_each_launch<WideGramArgs>(chunks, kChunkSize, lists, [&](const WideGramArgs& args, unsigned blocks) {
+    SGS_LAUNCH(gram_shared_kernel, blocks, kBlock, s)(args, num_sets, kChunkSize, workspace);
+    check_launch("sgs gram");
+  });
+}
+
+constexpr int kMaxTilePairs = kMaxGramPassSets * (kMaxGramPassSets + 1) / 2;
 
 // Where a pass's pairs go: pass pair src[p] is entry (row[p], col[p]) and (col[p], row[p]).
 struct PairScatter {
@@ -93,7 +161,7 @@ __global__ void scatter_pairs_kernel(const double* pass_packed, double* out, Pai
   }
 }
 
-// One pass over `lists` (at most kMaxGramSets sets): per-chunk partials of
+// One pass over `lists` (at most kMaxGramPassSets sets): per-chunk partials of
 // every pair into workspace, then their chunk-order sum into pass_packed.
 void gram_pass(const std::vector<Chunk>& chunks, const std::vector<const TensorRef*>& lists, double* workspace,
                double* pass_packed, cudaStream_t s) {
@@ -106,7 +174,9 @@ void gram_pass(const std::vector<Chunk>& chunks, const std::vector<const TensorR
     case 6: launch_gram<6>(chunks, lists, workspace, s); break;
     case 7: launch_gram<7>(chunks, lists, workspace, s); break;
     case 8: launch_gram<8>(chunks, lists, workspace, s); break;
-    default: throw std::invalid_argument("sgs gram: a pass handles 1 to 8 sets");
+    default:
+      if (lists.size() > size_t(kMaxGramPassSets)) throw std::invalid_argument("sgs gram: a pass handles 1 to 16 sets");
+      launch_gram_shared(chunks, lists, workspace, s);
   }
   reduce_partials(workspace, static_cast<int64_t>(chunks.size()), num_pairs(int(lists.size())), pass_packed, true, s);
 }
@@ -114,7 +184,7 @@ void gram_pass(const std::vector<Chunk>& chunks, const std::vector<const TensorR
 }  // namespace
 
 int64_t gram_workspace_size(const std::vector<int64_t>& numels, int num_sets) {
-  const int per_pass = num_sets <= kMaxGramSets ? num_pairs(num_sets) : kMaxTilePairs;
+  const int per_pass = num_sets <= kMaxGramPassSets ? num_pairs(num_sets) : kMaxTilePairs;
   return num_chunks(numels) * per_pass + kMaxTilePairs;  // + one pass's packed result
 }
 
@@ -125,7 +195,7 @@ void gram(const TensorRef* const* sets, int num_sets, int64_t num_tensors, doubl
   const std::vector<int64_t> numels = numels_of(sets[0], num_tensors);
   const std::vector<Chunk> chunks = build_chunk_table(numels, kChunkSize);
   double* pass_packed = workspace + gram_workspace_size(numels, num_sets) - kMaxTilePairs;
-  for (const GramTile& tile : plan_gram_tiles(num_sets, kMaxGramSets)) {
+  for (const GramTile& tile : plan_gram_tiles(num_sets, kMaxGramPassSets)) {
     std::vector<const TensorRef*> lists;
     for (int set : tile.sets) lists.push_back(sets[set]);
     gram_pass(chunks, lists, workspace, pass_packed, s);

@@ -53,9 +53,12 @@ struct LaunchArgs {
 using PairArgs = LaunchArgs<2, kPairMaxTensors>;
 // Up to kMaxGramSets lists: 8*40*8 + 40*17 + 4 (+4) + 8 = 3,256 bytes.
 using GramArgs = LaunchArgs<kMaxGramSets, kGramMaxTensors>;
+// Up to kMaxGramPassSets lists: 16*24*8 + 24*17 + 4 (+4) + 8 = 3,496 bytes.
+using WideGramArgs = LaunchArgs<kMaxGramPassSets, kWideGramMaxTensors>;
 constexpr size_t kMaxArgBytes = 4096;
 static_assert(sizeof(PairArgs) <= kMaxArgBytes, "kernel arguments must stay under 4 KB");
 static_assert(sizeof(GramArgs) + 64 <= kMaxArgBytes, "kernel arguments (with the scalars beside them) under 4 KB");
+static_assert(sizeof(WideGramArgs) + 64 <= kMaxArgBytes, "kernel arguments (with the scalars beside them) under 4 KB");
 
 // A failed launch names sgs; an error that was already pending when an sgs op
 // started came from an earlier operation, and says so instead of being blamed

@@ -114,6 +114,7 @@ int64_t emu_chunk_size() { return sgs::cuda::kChunkSize; }
 int64_t emu_max_blocks_per_launch() { return sgs::cuda::kMaxBlocksPerLaunch; }
 int64_t emu_pair_max_tensors() { return sgs::cuda::kPairMaxTensors; }
 int64_t emu_gram_max_tensors() { return sgs::cuda::kGramMaxTensors; }
+int64_t emu_gram_pass_sets() { return sgs::cuda::kMaxGramPassSets; }
 int64_t emu_max_param_bytes() { return static_cast<int64_t>(sgs_emu::kMaxParamBytes); }
 
 }  // extern "C"

@@ -77,28 +77,29 @@ void run_cases() {
   sgs::cuda::project(&view, &view, 1, fake, sgs::DType::Float64, 1e-12, nullptr);
   for (size_t k = 1; k < 1001; k += 37) expect_close("aliased element", buf[k], 1.5L * buf0[k], 1e-6L * (1 + std::fabs(buf0[k])));
 
-  // Gram of 10 sets (tiled passes) on two tensors.
-  const int L = 10;
-  std::vector<std::vector<float>> sets_a, sets_b;
-  std::vector<std::vector<sgs::TensorRef>> sets(L);
-  for (int s = 0; s < L; ++s) {
-    sets_a.push_back(randoms(300, 200 + unsigned(s)));
-    sets_b.push_back(randoms(5, 300 + unsigned(s)));
-  }
-  std::vector<const sgs::TensorRef*> lists;
-  for (int s = 0; s < L; ++s) {
-    sets[s] = {{sets_a[s].data(), 300, sgs::DType::Float32}, {sets_b[s].data(), 5, sgs::DType::Float32}};
-    lists.push_back(sets[s].data());
-  }
-  std::vector<double> gws(size_t(sgs::cuda::gram_workspace_size({300, 5}, L)));
-  std::vector<double> g(size_t(L * L), NAN);
-  sgs::cuda::gram(lists.data(), L, 2, gws.data(), g.data(), nullptr);
-  for (int i = 0; i < L; ++i) {
-    for (int j = 0; j < L; ++j) {
-      long double want = 0;
-      for (int k = 0; k < 300; ++k) want += (long double)sets_a[i][k] * sets_a[j][k];
-      for (int k = 0; k < 5; ++k) want += (long double)sets_b[i][k] * sets_b[j][k];
-      expect_close("gram entry", g[size_t(i * L + j)], want, 1e-3L);
+  // Gram of 10 sets (one shared-memory pass) and of 17 (tiles of 16) on two tensors.
+  for (const int L : {10, 17}) {
+    std::vector<std::vector<float>> sets_a, sets_b;
+    std::vector<std::vector<sgs::TensorRef>> sets(L);
+    for (int s = 0; s < L; ++s) {
+      sets_a.push_back(randoms(300, 200 + unsigned(s)));
+      sets_b.push_back(randoms(5, 300 + unsigned(s)));
+    }
+    std::vector<const sgs::TensorRef*> lists;
+    for (int s = 0; s < L; ++s) {
+      sets[s] = {{sets_a[s].data(), 300, sgs::DType::Float32}, {sets_b[s].data(), 5, sgs::DType::Float32}};
+      lists.push_back(sets[s].data());
+    }
+    std::vector<double> gws(size_t(sgs::cuda::gram_workspace_size({300, 5}, L)));
+    std::vector<double> g(size_t(L * L), NAN);
+    sgs::cuda::gram(lists.data(), L, 2, gws.data(), g.data(), nullptr);
+    for (int i = 0; i < L; ++i) {
+      for (int j = 0; j < L; ++j) {
+        long double want = 0;
+        for (int k = 0; k < 300; ++k) want += (long double)sets_a[i][k] * sets_a[j][k];
+        for (int k = 0; k < 5; ++k) want += (long double)sets_b[i][k] * sets_b[j][k];
+        expect_close("gram entry", g[size_t(i * L + j)], want, 1e-3L);
+      }
     }
   }
 }
