@@ -19,9 +19,7 @@ Re-make the report from saved raw data:
 """
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
@@ -277,19 +275,12 @@ def evaluate_targets(ops: List[dict], paired: Optional[List[dict]] = None) -> Li
 
 
 def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    """``write(tmp)``, then ``tmp`` moved over ``path``: the harness's ``atomic_path``, so every
+    file the project writes is written one way (permissions from the umask, as ``open()``)."""
+    from experiments.transfer.results import atomic_path
+
+    with atomic_path(path) as tmp:
         write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -77,7 +77,9 @@ def _model_args(p):
                         "(default: the run's model, e.g. me5-small, resolved like run.py does)")
     g.add_argument("--model-cache-dir", default=None, help="where the offline model is built ($SGS_CACHE_DIR)")
     g.add_argument("--data-dir", default=None,
-                   help="XTREME data dir (default: $SGS_DATA_DIR, else ../shared/data/xtreme beside the repository)")
+                   help="XTREME data dir (default: the one the run read, as its data_files.json records; for a run "
+                        "without that record $SGS_DATA_DIR, else ../shared/data/xtreme beside the repository). "
+                        "Its files must have the content the run recorded: a changed file is an error naming it")
     g.add_argument("--source", default=None, help="source language (default: the run's, else en)")
     g.add_argument("--languages", default=None, help="comma-separated target languages (default: the run's targets)")
     g.add_argument("--k", type=int, default=None,
@@ -185,7 +187,7 @@ def _run_defaults(run, methods, k, seed):
     from transfer.analysis.common import pick_one
 
     if (k is None or seed is None) and run is not None:
-        records = [r for r in run.store.results() if r["method"] in methods]
+        records = [r for r in run.all_results() if r["method"] in methods]
         if k is None:
             k = pick_one([int(r["k"]) for r in records], "--k", f"K values for {', '.join(methods)}")
         if seed is None:

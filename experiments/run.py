@@ -199,7 +199,7 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.num_threads)
-    from transfer.report import paired_markdown, summary_markdown, write_reports
+    from transfer.report import paired_markdown, skipped_markdown, summary_markdown, write_reports
     from transfer.results import ResultStore
 
     try:  # a damaged record store is one line saying how to recover, not a traceback later
@@ -228,7 +228,7 @@ def main(argv=None) -> int:
         logging.getLogger("run").info("finished in %.1f min", (time.perf_counter() - start) / 60)
     paths = write_reports(config.output_dir)
     results = ResultStore(config.output_dir).results()
-    print(summary_markdown(results))
+    print(summary_markdown(results) + skipped_markdown(config.output_dir))
     print("Paired differences over seeds:\n\n" + paired_markdown(results))
     print("reports: " + ", ".join(str(p) for p in paths.values()))
     return 0

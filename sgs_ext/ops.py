@@ -23,6 +23,13 @@ with an ImportError saying so), or call :func:`set_cpu_isa` while no op runs;
 :func:`cpu_isa` says which one runs.  Results are deterministic for a given
 instruction set; they may differ in the last bits between instruction sets
 (the AVX-512 code fuses multiply-adds).
+
+Meta tensors: the ops have fake kernels, so tracing (``torch.compile``,
+``torch.export``, ``FakeTensorMode``) gets their outputs' shapes and dtypes.  An
+eager call on tensors on ``device="meta"`` raises NotImplementedError, as torch
+does for an op without a meta kernel: the checks of the lists (lengths, shapes,
+dtypes, overlap) live in the compiled kernels, so a meta result would vouch for
+calls a real device refuses.
 """
 from typing import Iterable, List, Sequence
 
@@ -137,16 +144,36 @@ def gram(sets: Iterable[Iterable[torch.Tensor]]) -> torch.Tensor:
 
 # Shapes and dtypes for tracing (torch.compile, FakeTensor): the ops' outputs
 # depend only on the inputs' dtypes and device.
+#
+# torch also runs a fake kernel for plain tensors on the "meta" device, outside any
+# tracing. There it would skip every check the compiled kernels make (list lengths,
+# shapes, dtypes, overlap) and answer shapes for calls a real device refuses, so an
+# eager meta call is refused instead, as torch refuses an op without a meta kernel
+# (NotImplementedError). While tracing, the real kernels check the real tensors.
+
+
+def _refuse_eager_meta(op: str, tensors) -> None:
+    if tensors and not torch._subclasses.fake_tensor.is_fake(tensors[0]):
+        raise NotImplementedError(
+            f"{op}: meta tensors are supported only while tracing (torch.compile, torch.export, FakeTensorMode); "
+            "an eager call on device='meta' has no data to compute with and would skip the op's checks. "
+            "Run it on the CPU or CUDA"
+        )
+
+
 @torch.library.register_fake("sgs::dot_norm")
 def _dot_norm_fake(train, oracle):
+    _refuse_eager_meta("sgs::dot_norm", [*train, *oracle])
     return train[0].new_empty(3, dtype=_stats_dtype(train))
 
 
 @torch.library.register_fake("sgs::project_")
 def _project_fake(train, oracle, stats, eps=1e-12):
+    _refuse_eager_meta("sgs::project_", [*train, *oracle, stats])
     return None
 
 
 @torch.library.register_fake("sgs::gram")
 def _gram_fake(tensors, num_sets):
+    _refuse_eager_meta("sgs::gram", tensors)
     return tensors[0].new_empty((num_sets, num_sets), dtype=_stats_dtype(tensors))

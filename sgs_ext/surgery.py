@@ -177,6 +177,28 @@ class _OracleBuffer:
         return any(ptr == f.untyped_storage().data_ptr() for f in self.flats.values())
 
 
+def _describe(value) -> str:
+    """What a closure returned, for an error message: ``None``, ``a float (1.5)``, ``a Tensor of shape (2,)``."""
+    if value is None:
+        return "None"
+    if isinstance(value, Tensor):
+        return f"a Tensor of shape {tuple(value.shape)}"
+    name, text = type(value).__name__, repr(value)
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}" + (f" ({text})" if len(text) <= 40 else "")
+
+
+def _losses(lang: str, out) -> Iterable:
+    """A closure's result as an iterable of losses: one tensor, or the iterable it returned.
+    Anything else (None, a Python number: a ``loss.item()``, a forgotten ``return``) is a
+    TypeError naming the language and what came back, before any backward."""
+    if isinstance(out, Tensor):
+        return [out]
+    if isinstance(out, (str, bytes)) or not isinstance(out, Iterable):
+        raise TypeError(f"StochasticGradientSurgery: the closure for {lang!r} returned {_describe(out)}; it must "
+                        "return the oracle loss, a scalar tensor that requires grad (or an iterable of them)")
+    return out
+
+
 def _collect_params(params) -> list[Tensor]:
     if isinstance(params, Tensor):
         params = [params]
@@ -304,7 +326,7 @@ class StochasticGradientSurgery:
         materialised = False
         try:
             for lang in chosen:
-                oracle = self._oracle_gradient(closures[lang])
+                oracle = self._oracle_gradient(lang, closures[lang])
                 stats = self._surgery(train, oracle, project)
                 per_language.append(self._record(lang, stats, p))
                 materialised |= per_language[-1].projected
@@ -449,8 +471,8 @@ class StochasticGradientSurgery:
             train.append(g)
         return train
 
-    def _oracle_gradient(self, closure: Closure) -> list[Tensor]:
-        """Run one oracle pass into the persistent buffer; return the oracle gradient tensors."""
+    def _oracle_gradient(self, lang: str, closure: Closure) -> list[Tensor]:
+        """Run ``lang``'s oracle pass into the persistent buffer; return the oracle gradient tensors."""
         if self._buffer is None or not self._buffer.matches(self.params):
             self._buffer = _OracleBuffer(self.params)   # once (again only if params moved/changed)
         buf = self._buffer
@@ -460,17 +482,14 @@ class StochasticGradientSurgery:
         inputs = [q for q in self.params if q.requires_grad]   # params outside never see g_oracle
         no_sync = self.ddp_module.no_sync() if self.ddp_module is not None else contextlib.nullcontext()
         with no_sync:
-            out = closure()
-            losses = [out] if isinstance(out, Tensor) else out
             n = 0
-            for loss in losses:
+            for loss in _losses(lang, closure()):
                 if not isinstance(loss, Tensor) or loss.numel() != 1:
-                    raise TypeError("StochasticGradientSurgery: an oracle closure must return a scalar loss "
-                                    f"tensor (or an iterable of them), got {type(loss).__name__}"
-                                    + (f" of shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else ""))
+                    raise TypeError(f"StochasticGradientSurgery: the closure for {lang!r} must return a scalar "
+                                    f"loss tensor (or an iterable of them), got {_describe(loss)}")
                 if not loss.requires_grad:
-                    raise ValueError("StochasticGradientSurgery: the oracle loss does not require grad (was the "
-                                     "closure run under torch.no_grad()?)")
+                    raise ValueError(f"StochasticGradientSurgery: the oracle loss of {lang!r} does not require grad "
+                                     "(was the closure run under torch.no_grad()?)")
                 if self.grad_scaler is not None and self.grad_scaler.is_enabled():
                     loss = self.grad_scaler.scale(loss)
                 if self.sharded:
@@ -480,7 +499,7 @@ class StochasticGradientSurgery:
                     torch.autograd.backward(loss.reshape(()), inputs=inputs)
                 n += 1
             if n == 0:
-                raise ValueError("StochasticGradientSurgery: an oracle closure returned no loss")
+                raise ValueError(f"StochasticGradientSurgery: the closure for {lang!r} returned no loss")
         oracle = []
         foreign = []   # oracle grads that a framework put somewhere other than our buffer
         for q, view in zip(self.params, buf.views):

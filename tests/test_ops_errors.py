@@ -148,3 +148,33 @@ def test_an_inference_tensor_is_refused_outside_inference_mode():
         x = torch.randn(5)
     with pytest.raises(RuntimeError, match="[Ii]nference tensor"):
         sgs_ext.surgery_([x], [-x.clone()])
+
+
+META_CALLS = {
+    "dot_norm": lambda m: sgs_ext.dot_norm([m(5)], [m(5)]),
+    "project_": lambda m: sgs_ext.project_([m(5)], [m(5)], m(3)),
+    "surgery_": lambda m: sgs_ext.surgery_([m(5)], [m(5)]),
+    "gram": lambda m: sgs_ext.gram([[m(5)], [m(5)]]),
+    "torch.ops.sgs.dot_norm": lambda m: torch.ops.sgs.dot_norm([m(5)], [m(5)]),
+}
+
+
+@pytest.mark.parametrize("call", META_CALLS.values(), ids=META_CALLS)
+def test_an_eager_call_on_meta_tensors_is_refused(call):
+    """The fake kernels are for tracing; on plain meta tensors they would answer shapes for
+    calls a real device refuses (no check runs), so the call is refused, as torch refuses an
+    op without a meta kernel."""
+    with pytest.raises(NotImplementedError, match=r"sgs::\w+: meta tensors are supported only while tracing"):
+        call(lambda *size: torch.empty(*size, device="meta"))
+
+
+def test_tracing_still_gets_the_shapes_and_dtypes():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        train, oracle = [torch.empty(5, dtype=torch.float64)], [torch.empty(5, dtype=torch.float64)]
+        stats = sgs_ext.dot_norm(train, oracle)
+        assert (stats.shape, stats.dtype) == ((3,), torch.float64)
+        assert sgs_ext.surgery_(train, oracle).shape == (3,)
+        sgs_ext.project_(train, oracle, stats)
+        assert sgs_ext.gram([train, oracle, train]).shape == (3, 3)

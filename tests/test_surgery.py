@@ -355,6 +355,21 @@ def test_pcgrad_projects_against_every_language_in_random_order():
     assert len(orders) > 1
 
 
+@pytest.mark.parametrize("returned, described", [(None, "None"), (1.5, r"a float \(1\.5\)"), (7, r"an int \(7\)")])
+def test_a_closure_returning_no_tensor_is_named_with_its_language(returned, described):
+    """A forgotten ``return`` or a ``loss.item()``: the error names the language and what came
+    back (it used to be "'NoneType' object is not iterable" from deep inside), and the
+    failed step leaves no trace."""
+    params = make_params()
+    linear_loss(params, directions(1)).backward()
+    surgery = StochasticGradientSurgery(params, alpha=1.0)
+    with pytest.raises(TypeError, match=rf"the closure for 'hi' returned {described}; it must return the oracle loss"):
+        surgery.step({"hi": lambda: returned})
+    assert surgery.num_steps == 0 and not surgery.counters
+    stats = surgery.step({"hi": lambda: linear_loss(params, directions(2))})  # a good closure works after it
+    assert stats.oracle_ran and surgery.num_steps == 1
+
+
 @pytest.mark.parametrize("mode", ["pcgrad", "stochastic"])
 def test_a_step_whose_closure_raises_leaves_no_trace(mode):
     """Gradients (values, not only objects), the generator, num_steps and the counters are as

@@ -7,6 +7,7 @@ Files written (atomically) into the output dir:
 
 - ``summary.md`` / ``summary.csv``: per task, metric, method and K, the mean ± sd
   over seeds of the score averaged over the target languages (Table 1 of the paper);
+  summary.md also names the languages ``--targets all`` skipped (``data_files.json``);
 - ``per_language.md`` / ``per_language.csv``: mean ± sd over seeds per language;
 - ``surgery_stats.md`` / ``surgery_stats.csv``: per method, K and oracle language,
   how often the oracle ran, how often the gradients conflicted (negative dot
@@ -25,7 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .config import METHODS
-from .results import ResultStore, atomic_path, atomic_write_text, read_json, role_of, select_records
+from .results import ResultStore, atomic_path, atomic_write_text, read_data_record, read_json, role_of, select_records
 
 #: row order of the tables: K, then the paper's method order (variants after their method)
 _METHOD_ORDER = {name: i for i, name in enumerate(METHODS)}
@@ -263,6 +264,16 @@ def summary_markdown(results: list[dict]) -> str:
     return _markdown_table(header, table) + "\n" + note
 
 
+def skipped_markdown(output_dir: str | Path) -> str:
+    """``Skipped: th, yo (why)`` per reason, for the languages ``--targets all`` left out (as the
+    run recorded them in ``data_files.json``); empty when it skipped none."""
+    record = read_data_record(output_dir) or {}
+    by_reason = defaultdict(list)
+    for lang, reason in (record.get("skipped_targets") or {}).items():
+        by_reason[reason].append(lang)
+    return "".join(f"Skipped: {', '.join(sorted(langs))} ({reason}).\n" for reason, langs in sorted(by_reason.items()))
+
+
 def per_language_markdown(results: list[dict]) -> str:
     rows = per_language(results)
     if not rows:
@@ -432,7 +443,8 @@ def write_reports(output_dir: str | Path) -> dict[str, Path]:
         atomic_write_text(out / name, text)
         paths[name] = out / name
 
-    emit("summary.md", "# Summary (Table 1 layout)\n\n" + summary_markdown(results)
+    skipped = skipped_markdown(out)
+    emit("summary.md", "# Summary (Table 1 layout)\n\n" + summary_markdown(results) + (skipped and "\n" + skipped)
          + "\n## Paired differences over seeds\n\n" + paired_markdown(results)
          + "\n## Selected against last checkpoint (targets only)\n\n" + last_checkpoint_markdown(results))
     emit("summary.csv", summary_csv(results))

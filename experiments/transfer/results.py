@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
@@ -79,18 +79,30 @@ def select_records(records: Iterable[dict], *, checkpoint: str = "selected",
 # ----------------------------------------------------------------------------- atomic writes
 
 
+def _new_temp_file(path: Path, suffix: str) -> Path:
+    """A new empty file ``.<name>.<random><suffix>`` beside ``path``, created as ``open()``
+    creates files: mode 0666 less the umask (``tempfile.mkstemp`` makes 0600 files, and a
+    results file must be as readable as any other file its owner writes)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix or '.tmp'}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:  # another writer's temporary file: draw another name
+            continue
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it over ``path``.
 
     For writers that want a file name (``matplotlib.savefig``, ``safetensors``). On
-    an exception the temporary file is removed and ``path`` is left untouched.
+    an exception the temporary file is removed and ``path`` is left untouched. The
+    file gets the permissions ``open()`` would give it (the umask's).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_temp_file(path, suffix)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -281,28 +293,59 @@ def fingerprint(path: str | os.PathLike) -> dict:
     return {"bytes": Path(path).stat().st_size, "sha256": digest.hexdigest()}
 
 
-def check_data_files(output_dir: str | os.PathLike, data_dir: str | os.PathLike, files) -> None:
+def read_data_record(output_dir: str | os.PathLike) -> dict | None:
+    """The run's ``data_files.json`` (its data directory, the fingerprint of every file it read,
+    the targets it skipped), or None for a run made before the record existed."""
+    path = Path(output_dir) / DATA_FILES_FILE
+    return read_json(path) if path.exists() else None
+
+
+def _data_changes(output_dir, data_dir, files) -> tuple[dict, dict, list[str]]:
+    """(the run's record, the fingerprints of ``files`` now, one line per recorded file whose
+    content differs). A file is named relative to ``data_dir``, as the record names it."""
+    data_dir = Path(data_dir)
+    current = {Path(f).relative_to(data_dir).as_posix(): fingerprint(f) for f in files}
+    previous = read_data_record(output_dir) or {"data_dir": str(data_dir), "files": {}}
+    changed = [f"{name}: was {old['bytes']} bytes sha256 {old['sha256'][:12]}, now {current[name]['bytes']} "
+               f"bytes sha256 {current[name]['sha256'][:12]}"
+               for name, old in sorted(previous["files"].items()) if name in current and current[name] != old]
+    return previous, current, changed
+
+
+def check_data_files(output_dir: str | os.PathLike, data_dir: str | os.PathLike, files,
+                     skipped_targets: dict[str, str] | None = None) -> None:
     """Refuse to resume into ``output_dir`` if a data file it read has changed since.
 
     ``files`` are the paths (under ``data_dir``) a run reads. The first run records the data
     directory and each file's size and SHA-256 in ``data_files.json``; a later run must find
     the same content for every file both read (under any data directory: the content is the
     identity), and adds the files it reads that are new. A run made before this record
-    existed starts its record on its next resume.
+    existed starts its record on its next resume. ``skipped_targets`` (language -> why) are
+    the languages ``--targets all`` left out for their data; the record keeps them for the
+    reports.
     """
-    data_dir = Path(data_dir)
-    current = {Path(f).relative_to(data_dir).as_posix(): fingerprint(f) for f in files}
-    path = Path(output_dir) / DATA_FILES_FILE
-    previous = read_json(path) if path.exists() else {"data_dir": str(data_dir), "files": {}}
-    changed = [f"  {name}: was {old['bytes']} bytes sha256 {old['sha256'][:12]}, now {current[name]['bytes']} "
-               f"bytes sha256 {current[name]['sha256'][:12]}"
-               for name, old in sorted(previous["files"].items()) if name in current and current[name] != old]
+    previous, current, changed = _data_changes(output_dir, data_dir, files)
     if changed:
         raise SystemExit(
             f"{output_dir} holds results made from other data (recorded from {previous['data_dir']}; "
-            f"now reading {data_dir}):\n" + "\n".join(changed)
+            f"now reading {data_dir}):\n" + "\n".join(f"  {line}" for line in changed)
             + "\nRestore the files, or use another --output-dir for this data."
         )
-    merged = {**previous["files"], **current}
-    if merged != previous["files"] or not path.exists():
-        atomic_write_json(path, {"data_dir": previous["data_dir"], "files": merged})
+    record = {"data_dir": previous["data_dir"], "files": {**previous["files"], **current}}
+    if skipped_targets:
+        record["skipped_targets"] = dict(sorted(skipped_targets.items()))
+    if record != previous or not (Path(output_dir) / DATA_FILES_FILE).exists():
+        atomic_write_json(Path(output_dir) / DATA_FILES_FILE, record)
+
+
+def verify_data_files(output_dir: str | os.PathLike, data_dir: str | os.PathLike, files) -> None:
+    """For a reader of a finished run (the analyses): ``files`` under ``data_dir`` must have the
+    content the run recorded for them; a ValueError naming every file that differs. Files
+    the run did not record (or a run without a record) are not checked."""
+    if read_data_record(output_dir) is None:
+        return
+    previous, _, changed = _data_changes(output_dir, data_dir, files)
+    if changed:
+        raise ValueError(f"data dir {data_dir}: not the data the run in {output_dir} read (recorded from "
+                         f"{previous['data_dir']}): {'; '.join(changed)}. Restore the files, or give --data-dir "
+                         "with the run's data")

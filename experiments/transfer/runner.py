@@ -51,6 +51,26 @@ def save_trained_state(folder: Path, model, info: dict) -> None:
     atomic_write_json(folder / SOURCE_RESULT_FILE, info)
 
 
+#: transformers' model types whose position ids start after the padding index (the RoBERTa family)
+POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "longformer")
+
+
+def max_input_length(model_path: str) -> tuple[int | None, str]:
+    """The most tokens ``model_path`` can embed (None: no absolute positions), and why, from its
+    config.json. XLM-R-like models number positions from ``pad_token_id + 1``, so they have
+    ``max_position_embeddings - pad_token_id - 1`` (me5-small, XLM-R: 514 - 1 - 1 = 512)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path)
+    n = getattr(config, "max_position_embeddings", None)
+    if n is None:
+        return None, "no max_position_embeddings"
+    if config.model_type in POSITIONS_AFTER_PADDING:
+        pad = config.pad_token_id
+        return n - pad - 1, f"max_position_embeddings {n} - pad_token_id {pad} - 1: positions start after padding"
+    return n, f"max_position_embeddings {n}"
+
+
 def cap(examples: list, n: int | None, seed: int = 0) -> list:
     """At most ``n`` of ``examples``: a fixed random sample, kept in file order."""
     if n is None or len(examples) <= n:
@@ -74,13 +94,22 @@ class Runner:
 
             model_path = resolve_model(config.model, cache_dir=config.model_cache_dir)
         self.model_path = str(model_path)
+        self._check_max_seq_length()
         self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(self.model_path)
         self.out = Path(config.output_dir)
         self.store = ResultStore(self.out)
         self.hub = config.data_dir is None
-        self.targets = self._resolve_targets()
+        self.targets, self.skipped_targets = self._resolve_targets()
         self._cache: dict = {}
         self._read_inputs()
+
+    def _check_max_seq_length(self) -> None:
+        """A --max-seq-length beyond the model's positions would fail in the first long batch
+        (an index error, possibly after hours of training): refuse it now."""
+        limit, why = max_input_length(self.model_path)
+        if limit is not None and self.config.max_seq_length > limit:
+            raise ValueError(f"--max-seq-length {self.config.max_seq_length}: the model {self.model_path} takes at "
+                             f"most {limit} tokens ({why})")
 
     # ------------------------------------------------------------------ languages and data
 
@@ -111,8 +140,9 @@ class Runner:
                     for seed in c.seeds:
                         self.shot_draw(lang, k, seed)
 
-    def _resolve_targets(self) -> tuple[str, ...]:
-        """The target languages: as given (each checked), or every language with data.
+    def _resolve_targets(self) -> tuple[tuple[str, ...], dict[str, str]]:
+        """The target languages: as given (each checked), or every language with data; and the
+        languages skipped, each with the reason (recorded in ``data_files.json`` for summary.md).
 
         Few-shot methods need a shot pool (a train or dev split): with ``--targets all`` a
         language without one is skipped, as the paper skips them (POS: th, yo here); a
@@ -122,7 +152,7 @@ class Runner:
         if self.hub:
             if c.targets is None:
                 raise ValueError("--targets: give the target languages explicitly when reading data from the hub")
-            return c.targets
+            return c.targets, {}
         available = self.task.languages(c.data_dir)
         if c.source not in available:
             raise ValueError(f"--source: no {c.task} data for {c.source!r} in "
@@ -134,22 +164,22 @@ class Runner:
                                  f"{c.data_dir} (languages with data: {', '.join(available)})")
         candidates = c.targets if c.targets is not None else tuple(l for l in available if l != c.source)
         if set(c.methods) == {"zero-shot"}:
-            return candidates
+            return candidates, {}
         # Only a *missing* split skips a language; every pool is read now, so a malformed or
         # empty file stops the run here with its own message (file and line), before training.
         without_pool = [lang for lang in candidates if not self.task.has_shot_pool(lang, c.data_dir)]
         if without_pool and c.targets is not None:
             raise ValueError(f"--targets: {', '.join(without_pool)} ha{'s' if len(without_pool) == 1 else 've'} "
                              f"no split to draw {c.task} shots from (neither train nor dev)")
+        reason = f"no {c.task} train or dev split to draw shots from"
         if without_pool:
-            logger.warning("skipping %s: no split to draw %s shots from (neither train nor dev)",
-                           ", ".join(without_pool), c.task)
+            logger.warning("skipping %s: %s", ", ".join(without_pool), reason)
         targets = tuple(lang for lang in candidates if lang not in without_pool)
         for lang in targets:
             self.task.shot_pool(lang, c.data_dir)
         if not targets:
             raise ValueError(f"--targets: no {c.task} language besides {c.source} has data to draw shots from")
-        return targets
+        return targets, {lang: reason for lang in without_pool}
 
     def _cached(self, key, make):
         if key not in self._cache:
@@ -303,7 +333,8 @@ class Runner:
         if not self.hub:  # the hub's files are versioned by the hub, not here
             check_data_files(self.out, self.config.data_dir,
                              [f for lang in (self.config.source, *self.targets)
-                              for f in self.task.data_files(lang, self.config.data_dir)])
+                              for f in self.task.data_files(lang, self.config.data_dir)],
+                             skipped_targets=self.skipped_targets)
         done = self.store.finished_cells()
         todo = [cell for cell in self.plan_cells() if cell[0] not in done]
         skipped = len(self.plan_cells()) - len(todo)

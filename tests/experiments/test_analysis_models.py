@@ -200,6 +200,33 @@ def test_heatmap_errors_name_what_is_missing(tiny_run, tmp_path, capsys):
     assert "is not a checkpoint" in capsys.readouterr().err
 
 
+def test_the_run_s_own_data_dir_is_the_default_and_a_changed_file_is_named(tiny_run, tmp_path, monkeypatch,
+                                                                           capsys):
+    """The analyses read the data the run recorded (data_files.json), not $SGS_DATA_DIR or the
+    default; an explicit --data-dir must hold the same content for the files they read."""
+    import shutil
+
+    from transfer.results import check_data_files
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run.out, run_dir)
+    check_data_files(run_dir, tiny_run.data, [f for lang in ("en", *TARGETS)
+                                              for f in tiny_run.task.data_files(lang, tiny_run.data)])
+    elsewhere = H.write_pos_data(tmp_path / "elsewhere", {lang: {"train": 30, "dev": 10, "test": 10}
+                                                          for lang in ("en", *TARGETS)})
+    monkeypatch.setenv("SGS_DATA_DIR", str(elsewhere))
+    setup = make_setup(RunDir(run_dir), model=str(tiny_run.base))
+    assert setup.data_dir == tiny_run.data
+    same = shutil.copytree(tiny_run.data, tmp_path / "copy")  # the same content anywhere: accepted
+    assert make_setup(RunDir(run_dir), model=str(tiny_run.base), data_dir=str(same)).data_dir == same
+    with pytest.raises(SystemExit) as err:
+        analyze.main(["heatmap", "--run-dir", str(run_dir), "--data-dir", str(elsewhere), "--source-batches", "1"])
+    assert err.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"data dir {elsewhere}: not the data the run in {run_dir} read (recorded from {tiny_run.data})" in message
+    assert "udpos/xx/train.tsv: was" in message and "udpos/en/train.tsv: was" in message
+
+
 # ----------------------------------------------------------------------------- interpolation
 
 

@@ -101,6 +101,27 @@ def test_gains_other_metric_method_and_errors(tmp_path, capsys):
     assert "results.jsonl: no results" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command, file, field", [
+    ("gains", "results.jsonl", "language"), ("similarity", "results.jsonl", "value"),
+    ("overfitting", "runs.jsonl", "seed"), ("heatmap", "results.jsonl", "k")])
+def test_a_record_lacking_a_field_is_one_line_naming_file_and_field(tmp_path, capsys, command, file, field):
+    """Records written before a field existed (or edited by hand) used to raise a bare KeyError."""
+    results = score_records(GAIN_SCORES)
+    runs = [dev_run("ord-fs-dev", seed, lang, 2, [50.0, 48.0]) for seed in (1, 2) for lang in ("ar", "hi")]
+    for record in (results if file == "results.jsonl" else runs)[3:4]:
+        del record[field]
+    run = make_run(tmp_path, results, runs)
+    argv = [command, "--run-dir", str(run)] + (["--similarity-csv", str(tmp_path / "none.csv")]
+                                                if command == "similarity" else [])
+    with pytest.raises(SystemExit) as err:
+        analyze.main(argv)
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0]
+    assert f"{run / file}: record 4 has no '{field}' field" in lines[0]
+    assert f"run run.py again with --output-dir {run}" in lines[0]
+
+
 # ----------------------------------------------------------------------------- overfitting
 
 

@@ -99,7 +99,7 @@ def make_config(data, out, **overrides):
     args = dict(task="pos", methods=",".join(C.METHODS), k="2", seeds="1", targets=",".join(TARGETS),
                 data_dir=str(data), output_dir=str(out), lr=5e-3, epochs=2, adapt_epochs=3, eval_every=4,
                 max_source_examples=48, max_dev_examples=0, max_eval_examples=0, batch_size=8, no_progress=True,
-                freeze_embeddings=False)
+                freeze_embeddings=False, max_seq_length=64)  # the tiny model has 78 positions
     args.update(overrides)
     return C.resolve_config(types.SimpleNamespace(**args))
 
@@ -129,6 +129,17 @@ class Spy:
         monkeypatch.setattr(R, "train", train)
         monkeypatch.setattr(runner.task, "evaluate", evaluate)
         monkeypatch.setattr(runner, "run_cell", run_cell)
+
+
+@pytest.fixture(scope="module")
+def run_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_script", Path(__file__).resolve().parents[2] / "experiments"
+                                                  / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_runner(config, model):
@@ -314,6 +325,64 @@ def test_targets_without_a_shot_pool(tiny_setup, tmp_path):
     finally:
         (data / "udpos" / "tt" / "test.tsv").unlink()
         (data / "udpos" / "tt").rmdir()
+
+
+def test_a_skipped_target_is_named_in_the_summary(tiny_setup, tmp_path, run_module):
+    """Not only a log line: the run records the languages --targets all skipped, and summary.md
+    (rebuilt from the records, as --report-only does) names them with the reason."""
+    from transfer.report import write_reports
+
+    data, model = tiny_setup
+    H.write_tsv(data / "udpos" / "tt" / "test.tsv", H.sentences("tt", 8, 0))
+    out = tmp_path / "out"
+    try:
+        runner = make_runner(make_config(data, out, targets="all", methods="ord-fs", max_steps=1), model)
+        runner.run()
+    finally:
+        (data / "udpos" / "tt" / "test.tsv").unlink()
+        (data / "udpos" / "tt").rmdir()
+    line = "Skipped: tt (no pos train or dev split to draw shots from)."
+    assert json.loads((out / "data_files.json").read_text())["skipped_targets"] == {
+        "tt": "no pos train or dev split to draw shots from"}
+    write_reports(out)
+    assert line in (out / "summary.md").read_text()
+    (out / "summary.md").unlink()
+    assert run_module.main(["--report-only", "--output-dir", str(out), "--data-dir", str(data)]) == 0
+    assert line in (out / "summary.md").read_text()
+    # a run that skipped nothing says nothing
+    other = tmp_path / "other"
+    make_runner(make_config(data, other, targets="xx", methods="zero-shot", max_steps=1), model).run()
+    write_reports(other)
+    assert "Skipped" not in (other / "summary.md").read_text()
+
+
+def test_a_max_seq_length_beyond_the_models_positions_is_refused_before_training(tiny_setup, tmp_path):
+    data, model = tiny_setup  # the tiny XLM-R: max_position_embeddings 80, pad_token_id 1
+    with pytest.raises(ValueError, match=r"--max-seq-length 79: the model .*model takes at most 78 tokens "
+                                         r"\(max_position_embeddings 80 - pad_token_id 1 - 1"):
+        make_runner(make_config(data, tmp_path / "out", max_seq_length=79), model)
+    assert not (tmp_path / "out" / "source_models").exists()
+    make_runner(make_config(data, tmp_path / "out", max_seq_length=78), model)  # the limit itself is fine
+
+
+def test_the_length_limit_is_where_the_models_positions_end(tiny_setup, tmp_path):
+    """XLM-R-like models number positions from pad_token_id + 1; BERT-like ones from 0."""
+    import torch
+    from transformers import AutoModel, BertConfig, XLMRobertaConfig
+
+    from transfer.runner import max_input_length
+
+    _, model_dir = tiny_setup
+    XLMRobertaConfig(max_position_embeddings=514, pad_token_id=1).save_pretrained(tmp_path / "xlmr")
+    BertConfig(max_position_embeddings=512, pad_token_id=0).save_pretrained(tmp_path / "bert")
+    assert max_input_length(str(tmp_path / "xlmr"))[0] == 512  # me5-small's and XLM-R's 514 positions
+    assert max_input_length(str(tmp_path / "bert"))[0] == 512
+    limit, _ = max_input_length(str(model_dir))
+    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    with torch.no_grad():
+        model(input_ids=torch.full((1, limit), 5))
+        with pytest.raises((IndexError, RuntimeError)):
+            model(input_ids=torch.full((1, limit + 1), 5))
 
 
 @pytest.mark.parametrize("targets", ["all", "xx,yy"])

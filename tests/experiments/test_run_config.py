@@ -1,6 +1,7 @@
 """run.py's flags and their resolution into a RunConfig (config.PRECEDENCE: flag > model > preset > paper)."""
 import importlib.util
 import re
+import sys
 import types
 from pathlib import Path
 
@@ -202,6 +203,21 @@ def test_a_damaged_results_file_says_how_to_recover(run_module, tmp_path, capsys
     (out / "results.jsonl").write_text('{"task": "ner", "method": "zero-shot", "k": 0, "seed": 1}\n{"task": "ne')
     line = _usage_error(run_module, ["--output-dir", str(out), "--report-only"], capsys)
     assert "results.jsonl: line 2: not valid JSON" in line and "delete line 2" in line
+
+
+def test_a_max_seq_length_beyond_the_model_is_one_usage_line_before_training(run_module, tmp_path, capsys):
+    """It used to fail with an index error in the first long batch, after training."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import harness_helpers as H
+
+    data, model = H.write_pos_data(tmp_path / "data"), H.write_tiny_model(tmp_path / "model")
+    out = tmp_path / "out"
+    line = _usage_error(run_module, [
+        "--task", "pos", "--data-dir", str(data), "--model", str(model), "--targets", "xx", "--methods", "zero-shot",
+        "--max-seq-length", "79", "--max-steps", "1", "--max-source-examples", "16", "--no-progress",
+        "--output-dir", str(out)], capsys)
+    assert f"error: --max-seq-length 79: the model {model} takes at most 78 tokens" in line
+    assert not (out / "results.jsonl").exists() and not (out / "source_models").exists()
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA device")

@@ -136,7 +136,9 @@ def make_setup(run: RunDir | None, *, task: str | None = None, model: str | None
                freeze_embeddings: bool | None = None, device: str = "cpu",
                checkpoints: tuple = ()) -> ModelSetup:
     """Resolve an analysis' settings: explicit arguments first, then the run's
-    ``run_config.json``, then defaults (data dir: ``transfer.config.default_data_dir()``).
+    ``run_config.json``, then defaults. The data dir: ``data_dir``, else the one the run read
+    (its ``data_files.json``), else ``transfer.config.default_data_dir()``; the files of the
+    analysed languages must have the content the run recorded (a ValueError naming a changed one).
 
     The tokenizer comes from the base model if there is one, else from the first of
     ``checkpoints`` that holds tokenizer files.
@@ -169,13 +171,16 @@ def make_setup(run: RunDir | None, *, task: str | None = None, model: str | None
     targets = targets or tuple(recorded.get("targets") or ())
     if not targets:
         raise ValueError("--languages: name the target languages (the run dir does not record them)")
-    data = Path(data_dir) if data_dir else default_data_dir()
+    data = Path(data_dir) if data_dir else (run.data_dir() if run is not None else None) or default_data_dir()
     if data is None or not data.is_dir():
         raise ValueError(f"--data-dir: no data directory ({data}); give the XTREME data dir")
+    source = source or recorded.get("source") or "en"
+    if run is not None:
+        run.check_data(data, [f for lang in (source, *targets) for f in task_obj.data_files(lang, data)])
     freeze = freeze_embeddings if freeze_embeddings is not None else bool(recorded.get("freeze_embeddings", False))
     return ModelSetup(
         task=task_obj, tokenizer=tokenizer, base_model=base, data_dir=data,
-        source=source or recorded.get("source") or "en", targets=tuple(targets),
+        source=source, targets=tuple(targets),
         max_seq_length=int(max_seq_length or recorded.get("max_seq_length") or task_obj.default_max_seq_length),
         freeze_embeddings=freeze, device=device, manifest_path=run.manifest_path() if run is not None else None,
     )

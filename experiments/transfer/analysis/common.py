@@ -18,12 +18,18 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from ..results import RUN_CONFIG_FILE, ResultStore, atomic_path, read_json, select_records
+from ..results import (
+    RESULTS_FILE, RUN_CONFIG_FILE, RUNS_FILE, ResultStore, atomic_path, read_data_record, read_json, select_records,
+    verify_data_files,
+)
 
 logger = logging.getLogger(__name__)
 
 ANALYSIS_DIR = "analysis"
 MANIFEST_PATH = Path("shots") / "manifest.json"
+#: the fields the analyses read from every results and runs record
+RESULT_FIELDS = ("task", "method", "k", "seed", "language", "metric", "value")
+RUN_FIELDS = ("task", "method", "k", "seed")
 
 
 class RunDir:
@@ -42,18 +48,43 @@ class RunDir:
         value = self.config.get(name)
         return default if value is None else value
 
+    def _checked(self, records: list[dict], path: Path, fields: tuple[str, ...]) -> list[dict]:
+        """``records``, each holding ``fields``: one lacking one (written by an older harness, or
+        by hand) is a ValueError naming the file, the record and the field, not a KeyError later."""
+        for i, record in enumerate(records, start=1):
+            missing = [name for name in fields if name not in record]
+            if missing:
+                raise ValueError(
+                    f"{path}: record {i} has no {', '.join(map(repr, missing))} field (written by an older harness?). "
+                    f"Regenerate the records: move {RESULTS_FILE} and {RUNS_FILE} out of {self.path} and run run.py "
+                    f"again with --output-dir {self.path} and the run's settings")
+        return records
+
+    def all_results(self) -> list[dict]:
+        """Every record of ``results.jsonl`` (any role, any checkpoint)."""
+        return self._checked(self.store.results(), self.store.results_path, RESULT_FIELDS)
+
     def results(self) -> list[dict]:
         """The target-language scores of the selected checkpoints (what the analyses compare)."""
-        records = select_records(self.store.results())
+        records = select_records(self.all_results())
         if not records:
             raise ValueError(f"{self.store.results_path}: no results (has the run finished a cell?)")
         return records
 
     def runs(self) -> list[dict]:
-        records = self.store.runs()
+        records = self._checked(self.store.runs(), self.store.runs_path, RUN_FIELDS)
         if not records:
             raise ValueError(f"{self.store.runs_path}: no training records")
         return records
+
+    def data_dir(self) -> Path | None:
+        """The data directory the run read (``data_files.json``; None for a run made before it)."""
+        record = read_data_record(self.path)
+        return Path(record["data_dir"]) if record else None
+
+    def check_data(self, data_dir, files) -> None:
+        """``files`` under ``data_dir`` must be what the run read (see ``results.verify_data_files``)."""
+        verify_data_files(self.path, data_dir, files)
 
     def task(self, requested: str | None = None) -> str:
         """The run's task (``requested`` must match it if the run recorded one)."""
