@@ -15,13 +15,13 @@ every ``selector.every`` optimizer steps and after the last one; the best
 checkpoint (highest score, the earliest on ties) is kept in memory and loaded at
 the end. Without one the last checkpoint is kept.
 
-Memory (see :func:`recomputed_attention` and :func:`release_free_heap`): on the CPU, an
-attention map of at least :data:`RECOMPUTE_ATTENTION_MIN_ELEMENTS` elements is not kept
-for the backward pass but recomputed there (same inputs, same dropout draws: the
-gradients are bit-identical), and before a micro-batch larger than any before it the
-freed heap is handed back to the OS, so the few long micro-batches (one 126-token English
-sentence pads its micro-batch to 126 tokens; the median pads to ~30) do not raise the
-peak memory by what earlier phases left behind.
+Memory (see :func:`recomputed_layers` and :func:`release_free_heap`): on the CPU, a
+micro-batch of at least :data:`RECOMPUTE_LAYERS_MIN_TOKENS` padded tokens recomputes its
+layers' activations in the backward pass instead of keeping them (same inputs, same
+dropout draws: the gradients are bit-identical), and before a micro-batch larger than any
+before it the freed heap is handed back to the OS, so the few long micro-batches (one
+126-token English sentence pads its micro-batch to 126 tokens; the median pads to ~30) do
+not set the run's peak memory.
 """
 from __future__ import annotations
 
@@ -187,52 +187,51 @@ def _snapshot(model) -> dict[str, torch.Tensor]:
     return state
 
 
-#: Attention maps (batch x heads x queries x keys elements) at least this large are recomputed
-#: in the backward pass instead of kept (CPU training, SDPA attention). At 2**21 (8 MB per
-#: float32 map, three maps per layer with dropout) that is, for micro-batches of 16 and 12
-#: heads, a padded length of 105 tokens or more: the demo's one 126-token English sentence,
-#: whose micro-batch keeps 1.07 GB for backward without recomputation and 0.65 GB with it.
-#: None: never recompute.
-RECOMPUTE_ATTENTION_MIN_ELEMENTS: int | None = 1 << 21
+#: CPU training micro-batches of at least this many padded tokens (batch x padded length) do
+#: not keep their transformer layers' activations for the backward pass but recompute them
+#: there, one layer at a time (torch.utils.checkpoint, non-reentrant, RNG state preserved:
+#: the same dropout draws, so every gradient is bit-identical). A micro-batch keeps about
+#: 0.5 MB per padded token of me5-small for backward: 1.3 GB for the demo's one 16 x 126
+#: micro-batch (its longest English sentence), 0.6 GB at 16 x 64, 0.3 GB at 16 x 30 (the
+#: median). Recomputed, the 16 x 126 one needs ~0.2 GB, for one more forward pass of it.
+#: 1024 = 16 x 64: only the few long micro-batches pay the extra forward. None: never.
+RECOMPUTE_LAYERS_MIN_TOKENS: int | None = 1024
+
+
+def encoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The model's repeated transformer blocks: its longest ``ModuleList`` (``encoder.layer``)."""
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    return list(max(lists, key=len)) if lists else []
 
 
 @contextlib.contextmanager
-def recomputed_attention(min_elements: int | None = RECOMPUTE_ATTENTION_MIN_ELEMENTS):
-    """Within the block, large SDPA attention maps of CPU training passes are recomputed in backward.
+def recomputed_layers(model: torch.nn.Module, enabled: bool = True):
+    """Within the block, each of ``model``'s transformer layers runs under activation checkpointing.
 
-    The transformers SDPA attention function is wrapped (its ``AttentionInterface`` entry
-    ``"sdpa"``, restored on exit): when gradients are on, the tensors are on the CPU and
-    the map has at least ``min_elements`` elements, it runs under
-    ``torch.utils.checkpoint`` (non-reentrant, RNG state preserved). Its forward is then run
-    twice on the same inputs with the same dropout draws, so the loss and every gradient are
-    bit-identical to keeping the maps; only the attention probabilities, their dropout mask
-    and the dropped probabilities (3 maps per layer) are not stored between forward and
-    backward. Everything else (evaluation, GPUs, other attention implementations, short
-    inputs) runs the original function unchanged.
+    Every layer's ``forward`` is wrapped (an instance attribute, removed on exit) in
+    ``torch.utils.checkpoint.checkpoint(..., use_reentrant=False, preserve_rng_state=True)``:
+    only a layer's inputs are stored for backward, and backward reruns its forward with the
+    same RNG state, so the loss and every gradient are bit-identical to keeping them. The
+    backward pass may run after the block (the wrapped originals are what it reruns).
     """
-    if min_elements is None:
-        yield
-        return
-    try:
-        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-        original = ALL_ATTENTION_FUNCTIONS["sdpa"]
-    except (ImportError, KeyError):
+    if not enabled:
         yield
         return
     from torch.utils.checkpoint import checkpoint
 
-    def attention(module, query, key, value, attention_mask, *args, **kwargs):
-        if (torch.is_grad_enabled() and query.device.type == "cpu" and query.dim() == 4
-                and query.shape[0] * query.shape[1] * query.shape[2] * key.shape[-2] >= min_elements):
-            return checkpoint(original, module, query, key, value, attention_mask, *args,
-                              use_reentrant=False, preserve_rng_state=True, **kwargs)
-        return original(module, query, key, value, attention_mask, *args, **kwargs)
+    layers = encoder_layers(model)
+    for layer in layers:
+        original = layer.forward
 
-    ALL_ATTENTION_FUNCTIONS["sdpa"] = attention
+        def forward(*args, _original=original, **kwargs):
+            return checkpoint(_original, *args, use_reentrant=False, preserve_rng_state=True, **kwargs)
+
+        layer.forward = forward
     try:
         yield
     finally:
-        ALL_ATTENTION_FUNCTIONS["sdpa"] = original
+        for layer in layers:
+            layer.__dict__.pop("forward", None)
 
 
 _LIBC = None
@@ -370,8 +369,6 @@ def train(
     step, last_evaluated = 0, -1
     largest_batch = 0  # padded tokens of the largest micro-batch so far (release_free_heap before a larger one)
     bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
-    memory = contextlib.ExitStack()
-    memory.enter_context(recomputed_attention(RECOMPUTE_ATTENTION_MIN_ELEMENTS))
     try:
         while step < total_steps:
             micro_losses = []
@@ -382,10 +379,13 @@ def train(
                     largest_batch = size
                     if device.type == "cpu":
                         release_free_heap()
-                loss = model(**to_device(batch, device)).loss
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"{desc}: loss is {loss.item()} at step {step + 1}")
-                (loss / settings.grad_accum_steps).backward()
+                recompute = (device.type == "cpu" and RECOMPUTE_LAYERS_MIN_TOKENS is not None
+                             and size >= RECOMPUTE_LAYERS_MIN_TOKENS)
+                with recomputed_layers(model, recompute):
+                    loss = model(**to_device(batch, device)).loss
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"{desc}: loss is {loss.item()} at step {step + 1}")
+                    (loss / settings.grad_accum_steps).backward()
                 micro_losses.append(loss.item())
                 last_in_epoch = i + 1 == len(loader)
                 if surgeon is not None and surgery.per_micro_batch:
@@ -412,7 +412,6 @@ def train(
                     break
     finally:
         bar.close()
-        memory.close()
     if selector is not None:
         if last_evaluated != step:
             evaluate(step)

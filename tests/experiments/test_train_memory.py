@@ -1,4 +1,4 @@
-"""What the training loop does for memory changes no number: recomputed attention maps give
+"""What the training loop does for memory changes no number: recomputed layer activations give
 bit-identical training, checkpoint copies hold the trainable state only, trimming the heap
 and forgetting parsed files change nothing that is computed."""
 import sys
@@ -61,8 +61,8 @@ def dropout_model(tokenizer):
     return XLMRobertaForTokenClassification(config)
 
 
-def run(tokenizer, monkeypatch, min_elements, *, surgery=True):
-    monkeypatch.setattr(T, "RECOMPUTE_ATTENTION_MIN_ELEMENTS", min_elements)
+def run(tokenizer, monkeypatch, min_tokens, *, surgery=True):
+    monkeypatch.setattr(T, "RECOMPUTE_LAYERS_MIN_TOKENS", min_tokens)
     data = Tagged(tokenizer, H.sentences("en", 40, 0) + H.sentences("xx", 8, 1))
     shots = Tagged(tokenizer, H.sentences("xx", 4, 2))
     model = dropout_model(tokenizer)
@@ -88,12 +88,9 @@ def run(tokenizer, monkeypatch, min_elements, *, surgery=True):
 
 
 @pytest.mark.parametrize("surgery", [False, True], ids=["plain", "surgery"])
-def test_recomputed_attention_trains_bit_identically(tokenizer, monkeypatch, surgery):
+def test_recomputed_layers_train_bit_identically(tokenizer, monkeypatch, surgery):
     if surgery:
         pytest.importorskip("sgs_ext")
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    sdpa = ALL_ATTENTION_FUNCTIONS["sdpa"]
     import torch.utils.checkpoint as ckpt
 
     calls = []
@@ -101,9 +98,9 @@ def test_recomputed_attention_trains_bit_identically(tokenizer, monkeypatch, sur
     monkeypatch.setattr(ckpt, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
     kept, kept_result = run(tokenizer, monkeypatch, None, surgery=surgery)  # never recompute
     assert not calls
-    again, again_result = run(tokenizer, monkeypatch, 0, surgery=surgery)  # recompute every map
-    assert calls, "the attention maps were not recomputed"
-    assert ALL_ATTENTION_FUNCTIONS["sdpa"] is sdpa  # restored after training
+    again, again_result = run(tokenizer, monkeypatch, 0, surgery=surgery)  # every micro-batch recomputes
+    assert calls, "the layers were not recomputed"
+    assert not any("forward" in vars(layer) for layer in T.encoder_layers(again))  # unwrapped after each pass
     assert kept_result.curve == again_result.curve  # every loss, dev score and cosine, exactly
     assert kept_result.surgery_counters == again_result.surgery_counters
     assert kept_result.selected_step == again_result.selected_step
@@ -114,19 +111,27 @@ def test_recomputed_attention_trains_bit_identically(tokenizer, monkeypatch, sur
         assert torch.equal(kept_result.last_state[name], again_result.last_state[name]), name
 
 
-def test_small_maps_and_evaluation_are_not_recomputed(tokenizer, monkeypatch):
+def test_only_micro_batches_over_the_threshold_recompute(tokenizer, monkeypatch):
     import torch.utils.checkpoint as ckpt
 
     calls = []
     real = ckpt.checkpoint
     monkeypatch.setattr(ckpt, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
     model = dropout_model(tokenizer)
+    assert len(T.encoder_layers(model)) == model.config.num_hidden_layers
     data = Tagged(tokenizer, H.sentences("en", 8, 0))
     batch = data.collate(data.features)
-    with T.recomputed_attention(10**9):  # no map of this size
+    with T.recomputed_layers(model, enabled=False):
         model(**batch).loss.backward()
-    with T.recomputed_attention(0), torch.no_grad():  # evaluation
-        model(**batch)
+    assert not calls
+    with T.recomputed_layers(model):
+        model(**batch).loss.backward()
+    assert len(calls) == model.config.num_hidden_layers  # one checkpoint per layer
+    # and the loop's threshold: micro-batches of 8 short sentences are far below 10**6 tokens
+    monkeypatch.setattr(T, "RECOMPUTE_LAYERS_MIN_TOKENS", 10**6)
+    calls.clear()
+    settings = T.OptimSettings(lr=1e-3, epochs=1, micro_batch_size=4, grad_accum_steps=1)
+    T.train(dropout_model(tokenizer), data, settings, seed=0, progress=False)
     assert not calls
 
 
