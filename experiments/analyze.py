@@ -39,6 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import transfer` from anywhere
 
+from transfer import run_dir as D  # noqa: E402
+
 
 def _floats(text: str, what: str, n: int | None = None) -> list[float]:
     try:
@@ -70,16 +72,17 @@ def _output_args(p, run_dir_required: bool = True):
 
 
 def _model_args(p):
-    g = p.add_argument_group("models and data (default: the run's run_config.json)")
+    g = p.add_argument_group(f"models and data (default: the run's {D.RUN_CONFIG_FILE})")
     g.add_argument("--task", default=None, help="the task (default: the run's)")
     g.add_argument("--model", default=None,
                    help="base model the harness-state checkpoints were trained from, and the tokenizer "
                         "(default: the run's model, e.g. me5-small, resolved like run.py does)")
     g.add_argument("--model-cache-dir", default=None, help="where the offline model is built ($SGS_CACHE_DIR)")
     g.add_argument("--data-dir", default=None,
-                   help="XTREME data dir (default: the one the run read, as its data_files.json records; for a run "
-                        "without that record $SGS_DATA_DIR, else ../shared/data/xtreme beside the repository). "
-                        "Its files must have the content the run recorded: a changed file is an error naming it")
+                   help=f"XTREME data dir (default: the one the run read, as its {D.DATA_FILES_FILE} records; "
+                        "for a run without that record $SGS_DATA_DIR, else ../shared/data/xtreme beside the "
+                        "repository). Its files must have the content the run recorded: a changed file is an error "
+                        "naming it")
     g.add_argument("--source", default=None, help="source language (default: the run's, else en)")
     g.add_argument("--languages", default=None, help="comma-separated target languages (default: the run's targets)")
     g.add_argument("--k", type=int, default=None,
@@ -115,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
 
     p = sub.add_parser("overfitting", help="ord-FS+dev target dev score per epoch (Figure 3)",
-                       description="Target dev score per epoch of the target-adapting runs in runs.jsonl, mean "
+                       description=f"Target dev score per epoch of the target-adapting runs in {D.RUNS_FILE}, mean "
                                    "over seeds, and which languages peak at the first epoch.")
     _output_args(p)
     p.add_argument("--method", default="ord-fs-dev", help="the method whose dev curves to read (default ord-fs-dev)")
@@ -140,12 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bilingual", default=None,
                    help="the bilingual (mixed-training) checkpoint (default: the run dir's --bilingual-method model)")
     p.add_argument("--bilingual-method", default="gradient-mix-train",
-                   help="the method (as results.jsonl names it, e.g. gradient-single) whose saved model is the "
+                   help=f"the method (as {D.RESULTS_FILE} names it, e.g. gradient-single) whose saved model is the "
                         "bilingual one (default gradient-mix-train)")
     p.add_argument("--bilingual-job", default="all",
                    help="the job of the bilingual model: all (default) or the target language (gradient-single)")
     p.add_argument("--source-model", default=None,
-                   help="the source-only checkpoint (default: the run dir's source_models/<task>/seed<S>)")
+                   help=f"the source-only checkpoint (default: the run dir's {D.SOURCE_MODEL_PATTERN})")
     p.add_argument("--target-model", default=None, help="a target checkpoint for the 2-D plane")
     p.add_argument("--target-method", default=None,
                    help="or: the run dir's model of this per-language method (e.g. ord-fs-dev) for --target-language")
@@ -217,7 +220,7 @@ def _out_dir(args, run) -> Path:
 
 def cmd_heatmap(args, run) -> dict:
     from transfer.analysis import gradient_similarity
-    from transfer.analysis.checkpoints import cell_model_dir, find_checkpoint
+    from transfer.analysis.checkpoints import find_checkpoint
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     checkpoints = {}
@@ -234,7 +237,8 @@ def cmd_heatmap(args, run) -> dict:
             raise ValueError("--checkpoint: give the checkpoints (or --run-dir with saved models)")
         task = run.task(args.task)
         for m in methods:
-            checkpoints[m] = find_checkpoint(None, cell_model_dir(run.path, task, m, k, seed, "all"), m, "--checkpoint")
+            checkpoints[m] = find_checkpoint(None, D.cell_model_dir(run.path, task, m, k, seed, "all"), m,
+                                             "--checkpoint")
     setup = _setup(args, run, checkpoints.values())
     batch_size = args.batch_size or (run.setting("batch_size", 32) // run.setting("grad_accum_steps", 1)
                                      if run is not None else 32)
@@ -245,7 +249,7 @@ def cmd_heatmap(args, run) -> dict:
 
 def cmd_interpolate(args, run) -> dict:
     from transfer.analysis import interpolation
-    from transfer.analysis.checkpoints import cell_model_dir, find_checkpoint, source_model_dir
+    from transfer.analysis.checkpoints import find_checkpoint
 
     needs_run = not (args.bilingual and args.source_model)
     k, seed = (args.k, args.seed)
@@ -254,16 +258,16 @@ def cmd_interpolate(args, run) -> dict:
             raise ValueError("--run-dir: needed to find the checkpoints not given explicitly")
         k, seed = _run_defaults(run, [args.bilingual_method], k, seed)
     task = run.task(args.task) if run is not None else args.task
-    bilingual = find_checkpoint(args.bilingual, cell_model_dir(run.path, task, args.bilingual_method, k, seed,
-                                                               args.bilingual_job) if run else None,
+    bilingual = find_checkpoint(args.bilingual, D.cell_model_dir(run.path, task, args.bilingual_method, k, seed,
+                                                                 args.bilingual_job) if run else None,
                                 "bilingual", "--bilingual")
-    source = find_checkpoint(args.source_model, source_model_dir(run.path, task, seed) if run else None,
+    source = find_checkpoint(args.source_model, D.source_model_dir(run.path, task, seed) if run else None,
                              "source", "--source-model")
     target = None
     if args.target_model or args.target_method:
         if not args.target_language:
             raise ValueError("--target-language: name the target language of the 2-D plane")
-        default = (cell_model_dir(run.path, task, args.target_method, k, seed, args.target_language)
+        default = (D.cell_model_dir(run.path, task, args.target_method, k, seed, args.target_language)
                    if args.target_method and run is not None else None)
         target = find_checkpoint(args.target_model, default, "target", "--target-model")
     setup = _setup(args, run, [bilingual, source, target])

@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import transfer` from anywhere
 
+from transfer import run_dir as D  # noqa: E402
 from transfer.config import (  # noqa: E402
     METHODS, MODEL_SETTINGS, PAPER_SETTINGS, PRESETS, TASKS, VARIANTS, precedence_help, presets_help, resolve_config,
 )
@@ -157,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     g.add_argument("--save-models", action="store_true",
                    help="keep every trained job's selected model (its trainable parameters) in "
-                        "models/<task>/<method>/k<K>/seed<S>/<job>/, for analyze.py heatmap and interpolate")
+                        f"{D.CELL_MODEL_PATTERN}, for analyze.py heatmap and interpolate")
     g.add_argument("--report-only", action="store_true", help="only rebuild the reports from the output dir's records")
     return p
 
@@ -170,7 +171,7 @@ def setup_logging(output_dir: Path) -> None:
     for handler in [h for h in root.handlers if getattr(h, "_sgs_run", False)]:  # from an earlier main() call
         root.removeHandler(handler)
         handler.close()
-    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(output_dir / "run.log")):
+    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(D.log_path(output_dir))):
         handler.setFormatter(fmt)
         handler._sgs_run = True
         root.addHandler(handler)

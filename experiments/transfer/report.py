@@ -25,6 +25,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from . import run_dir as D
 from .config import METHODS
 from .results import ResultStore, atomic_path, atomic_write_text, read_data_record, read_json, role_of, select_records
 
@@ -326,7 +327,7 @@ def surgery_stats(runs: list[dict]) -> list[dict]:
             if not isinstance(counter, dict):
                 continue
             g = groups[(run["task"], run["method"], int(run["k"]), lang)]
-            where = f"runs.jsonl {run['task']}/{run['method']}/k{run['k']}/seed{run['seed']}/{run.get('job')} {lang}"
+            where = f"{D.RUNS_FILE} {run['task']}/{run['method']}/k{run['k']}/seed{run['seed']}/{run.get('job')} {lang}"
             for name, value in _counter_fields(counter, where).items():
                 g[name] += value
             g["seeds"].add(int(run["seed"]))
@@ -429,7 +430,7 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> None:
 
 
 def load_source_results(output_dir: Path) -> list[dict]:
-    return [read_json(p) for p in sorted(Path(output_dir).glob("source_models/*/seed*/train_result.json"))]
+    return [read_json(p) for p in D.source_info_paths(output_dir)]
 
 
 def write_reports(output_dir: str | Path) -> dict[str, Path]:

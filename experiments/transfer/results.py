@@ -24,11 +24,7 @@ import secrets
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
-RESULTS_FILE = "results.jsonl"
-RUNS_FILE = "runs.jsonl"
-RUN_CONFIG_FILE = "run_config.json"
-DATA_FILES_FILE = "data_files.json"  # the data directory and a fingerprint of every file the run reads
-LOCK_FILE = ".lock"  # held while a cell's records are committed (several writers may share a dir)
+from . import run_dir as D
 
 
 class CellKey(NamedTuple):
@@ -219,8 +215,8 @@ class ResultStore:
 
     def __init__(self, output_dir: str | os.PathLike):
         self.output_dir = Path(output_dir)
-        self.results_path = self.output_dir / RESULTS_FILE
-        self.runs_path = self.output_dir / RUNS_FILE
+        self.results_path = D.results_path(self.output_dir)
+        self.runs_path = D.runs_path(self.output_dir)
 
     def results(self) -> list[dict]:
         return read_jsonl(self.results_path)
@@ -243,7 +239,7 @@ class ResultStore:
         for record in [*results, *runs]:
             if cell_key_of(record) != key:
                 raise ValueError(f"record {record!r} does not belong to cell {key.label()}")
-        with exclusive_lock(self.output_dir / LOCK_FILE):
+        with exclusive_lock(D.lock_path(self.output_dir)):
             kept_runs = [r for r in self.runs() if cell_key_of(r) != key]
             write_jsonl(self.runs_path, [*kept_runs, *runs])
             kept_results = [r for r in self.results() if cell_key_of(r) != key]
@@ -264,7 +260,7 @@ def check_run_config(output_dir: str | os.PathLike, settings: dict) -> None:
     A setting added to the harness after the run started is not in its file: it matches
     when it is off now (False or None), which is what the older harness did.
     """
-    path = Path(output_dir) / RUN_CONFIG_FILE
+    path = D.run_config_path(output_dir)
     current = json.loads(to_json(settings))
     if path.exists():
         previous = read_json(path)
@@ -296,7 +292,7 @@ def fingerprint(path: str | os.PathLike) -> dict:
 def read_data_record(output_dir: str | os.PathLike) -> dict | None:
     """The run's ``data_files.json`` (its data directory, the fingerprint of every file it read,
     the targets it skipped), or None for a run made before the record existed."""
-    path = Path(output_dir) / DATA_FILES_FILE
+    path = D.data_files_path(output_dir)
     return read_json(path) if path.exists() else None
 
 
@@ -334,8 +330,8 @@ def check_data_files(output_dir: str | os.PathLike, data_dir: str | os.PathLike,
     record = {"data_dir": previous["data_dir"], "files": {**previous["files"], **current}}
     if skipped_targets:
         record["skipped_targets"] = dict(sorted(skipped_targets.items()))
-    if record != previous or not (Path(output_dir) / DATA_FILES_FILE).exists():
-        atomic_write_json(Path(output_dir) / DATA_FILES_FILE, record)
+    if record != previous or not D.data_files_path(output_dir).exists():
+        atomic_write_json(D.data_files_path(output_dir), record)
 
 
 def verify_data_files(output_dir: str | os.PathLike, data_dir: str | os.PathLike, files) -> None:

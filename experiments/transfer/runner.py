@@ -21,35 +21,18 @@ What every method shares, so comparisons are fair:
 from __future__ import annotations
 
 import logging
-import random
 import time
 from pathlib import Path
 
 from . import methods as M
+from . import run_dir as D
 from .config import RunConfig
-from .results import (
-    CellKey, ResultStore, atomic_path, atomic_write_json, check_data_files, check_run_config, read_json,
-)
+from .results import CellKey, ResultStore, check_data_files, check_run_config, read_json
+from .shots import cap, draw_shots, update_manifest
 from .tasks.base import release_file_cache
 from .train import MixedSet, OptimSettings, RandomOracleBatch, Selector, SurgerySettings, count_steps, freeze_word_embeddings, set_seed, train
 
 logger = logging.getLogger(__name__)
-
-SOURCE_STATE_FILE = "trained_state.safetensors"
-SOURCE_RESULT_FILE = "train_result.json"
-MODELS_DIR = "models"  # --save-models: models/<task>/<method>/k<K>/seed<S>/<job>/
-
-
-def save_trained_state(folder: Path, model, info: dict) -> None:
-    """The model's trainable parameters (safetensors) and ``info`` (JSON), each written atomically."""
-    from safetensors.torch import save_file
-
-    state = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / SOURCE_STATE_FILE, suffix=".safetensors") as tmp:
-        save_file(state, str(tmp))
-    atomic_write_json(folder / SOURCE_RESULT_FILE, info)
-
 
 #: transformers' model types whose position ids start after the padding index (the RoBERTa family)
 POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "longformer")
@@ -71,26 +54,18 @@ def max_input_length(model_path: str) -> tuple[int | None, str]:
     return n, f"max_position_embeddings {n}"
 
 
-def cap(examples: list, n: int | None, seed: int = 0) -> list:
-    """At most ``n`` of ``examples``: a fixed random sample, kept in file order."""
-    if n is None or len(examples) <= n:
-        return list(examples)
-    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
-    return [examples[i] for i in keep]
-
-
 class Runner:
     """Runs every cell of ``config`` that ``output_dir/results.jsonl`` does not hold yet."""
 
     def __init__(self, config: RunConfig, *, task=None, model_path: str | None = None, tokenizer=None):
         from transformers import AutoTokenizer
 
-        from transfer.tasks import get_task
+        from .tasks import get_task
 
         self.config = config
         self.task = task if task is not None else get_task(config.task)
         if model_path is None:
-            from transfer.offline_model import resolve_model
+            from .offline_model import resolve_model
 
             model_path = resolve_model(config.model, cache_dir=config.model_cache_dir)
         self.model_path = str(model_path)
@@ -210,8 +185,6 @@ class Runner:
 
     def shot_draw(self, lang: str, k: int, seed: int):
         """``(ShotRecord, examples)``: the K shots of ``lang`` for ``seed``, the same for every method."""
-        from transfer.shots import draw_shots
-
         return self._cached(("shots", lang, k, seed), lambda: draw_shots(
             self.task, lang, k, seed, self._data_dir(), hub=self.hub, **self._shot_kwargs()))
 
@@ -236,11 +209,9 @@ class Runner:
             self.config.max_dev_examples))
 
     def write_shot_manifest(self, k: int, seed: int) -> Path:
-        """Add this K and seed's shots of every target to ``shots/manifest.json``."""
-        from transfer.shots import update_manifest
-
+        """Add this K and seed's shots of every target to the run's shot manifest."""
         langs = list(self.targets)  # English oracles are fresh random batches: no shots to record
-        path = self.out / "shots" / "manifest.json"
+        path = D.manifest_path(self.out)
         update_manifest(path, [self.shot_draw(lang, k, seed)[0] for lang in langs])
         return path
 
@@ -280,25 +251,14 @@ class Runner:
         return Selector(lambda m: self.primary_score(m, dev), every=self.config.eval_every,
                         name=f"{self.config.source}-dev")
 
-    def source_model_dir(self, seed: int) -> Path:
-        return self.out / "source_models" / self.config.task / f"seed{seed}"
-
     def source_model(self, seed: int):
         """A fresh copy of the seed's source model, trained now if it is not cached yet."""
-        from safetensors.torch import load_file
-
-        folder = self.source_model_dir(seed)
-        state_path, result_path = folder / SOURCE_STATE_FILE, folder / SOURCE_RESULT_FILE
+        folder = D.source_model_dir(self.out, self.config.task, seed)
         model = self.pretrained_model(seed)
-        if state_path.exists() and result_path.exists():
+        if D.state_path(folder).exists() and D.info_path(folder).exists():
             logger.info("source model for seed %d: reusing %s", seed, folder)
-            state = load_file(str(state_path))
-            missing_in_model = sorted(set(state) - set(model.state_dict()))
-            if missing_in_model:
-                raise ValueError(f"{state_path} does not fit the model {self.model_path}: "
-                                 f"unknown tensors {missing_in_model[:5]}")
-            model.load_state_dict(state, strict=False)
-            return model, read_json(result_path)
+            D.load_trained_state(model, folder, base=self.model_path)
+            return model, read_json(D.info_path(folder))
         logger.info("source model for seed %d: training on %s", seed, self.config.source)
         selector = self.source_dev_selector()
         dataset = MixedSet([self.source_train_set()])
@@ -307,7 +267,7 @@ class Runner:
                        seed=seed, device=self.config.device, selector=selector, progress=self.config.progress,
                        desc=f"source seed{seed}")
         info = {"task": self.config.task, "seed": seed, "model": self.config.model, **result.to_dict()}
-        save_trained_state(folder, model, info)
+        D.save_trained_state(folder, model, info)
         return model, info
 
     # ------------------------------------------------------------------ cells
@@ -404,8 +364,8 @@ class Runner:
                 run = {**record_base, **outcome.to_dict(), "shot_languages": list(job.shot_languages),
                        "oracle_languages": list(job.oracle_languages), "selection": selection}
                 if c.save_models:
-                    folder = self.out / MODELS_DIR / key.task / key.method / f"k{k}" / f"seed{seed}" / job.name
-                    save_trained_state(folder, model, {**record_base, "model": c.model, **outcome.to_dict()})
+                    D.save_trained_state(D.cell_model_dir(self.out, key.task, key.method, k, seed, job.name), model,
+                                         {**record_base, "model": c.model, **outcome.to_dict()})
             else:
                 # zero-shot: the source model as it is (its steps and selection; its cost in source_train_seconds)
                 run = {**record_base, "steps": source_info["steps"], "selected_step": source_info["selected_step"],

@@ -1,4 +1,4 @@
-"""K-shot sampling and the shot manifest.
+"""K-shot sampling, the shot manifest, and the fixed samples that cap the other sets (:func:`cap`).
 
 Sampling is deterministic in ``(seed, key)``: a ``random.Random`` seeded with the string
 ``"<key>:<seed>"`` (string seeds are hashed with SHA-512, so the draw does not depend on
@@ -62,6 +62,16 @@ def sample_k_per_class(labels: Sequence[Hashable], k: int, seed: int, key: str =
         rng.shuffle(indices)
         chosen.extend(indices[:k])
     return sorted(chosen)
+
+
+def cap(examples: list, n: int | None, seed: int = 0) -> list:
+    """At most ``n`` of ``examples``: a fixed random sample, kept in file order. The runner caps
+    the English training, dev and evaluation sets with it (``seed`` 0: the same sample for
+    every run seed), and the analyses their dev sets, so both see the same examples."""
+    if n is None or len(examples) <= n:
+        return list(examples)
+    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
 
 
 def pool_key(task_name: str, pool: Sequence) -> str:

@@ -24,9 +24,10 @@ import harness_helpers as H  # noqa: E402
 import analyze  # noqa: E402
 from transfer import config as C  # noqa: E402
 from transfer.analysis import gradient_similarity as G  # noqa: E402
-from transfer.analysis.checkpoints import cell_model_dir, load_model, make_setup, source_model_dir  # noqa: E402
+from transfer.analysis.checkpoints import load_model, make_setup  # noqa: E402
 from transfer.analysis.common import RunDir  # noqa: E402
 from transfer.results import check_run_config, write_jsonl  # noqa: E402
+from transfer.run_dir import cell_model_dir, source_model_dir  # noqa: E402
 
 TARGETS = ("xx", "yy", "hh")
 K, SEED = 2, 1

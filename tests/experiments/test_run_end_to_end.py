@@ -146,7 +146,8 @@ def test_run_py_end_to_end(xtreme_dir, tmp_path, capsys):
     assert list((out / "source_models" / "xnli" / "seed1").iterdir())
 
     # --save-models: every trained job's selected model, where the analyses look for it
-    from transfer.analysis.checkpoints import cell_model_dir, checkpoint_format
+    from transfer.analysis.checkpoints import checkpoint_format
+    from transfer.run_dir import cell_model_dir
 
     trained = [("gradient-mix-train", "all"), ("naive-mix-train", "all"), ("mix-ft", "all")]
     trained += [(m, lang) for m in ("ord-fs", "ord-fs-dev") for lang in TARGETS]

@@ -4,18 +4,15 @@ A checkpoint is a directory in one of two formats:
 
 - **Hugging Face** (``save_pretrained``): ``config.json`` plus the weights, with the
   task head. Loaded with ``task.build_model(path)``.
-- **harness state**: ``trained_state.safetensors`` holding only the parameters that
-  were trained, as ``transfer.runner`` saves the source model. Loaded on top of
+- **harness state**: only the parameters that were trained, as the runner saves its
+  models (``run_dir.save_trained_state``). Loaded on top of
   ``task.build_model(<base model>)`` (``--model``, else the run's ``model`` setting,
   resolved with ``transfer.offline_model.resolve_model``), so parameters that were
   frozen (the word embedding with ``--freeze-embeddings``) come from the base model.
 
-Where they are in a run's output directory:
-
-- the source model of a seed: ``source_models/<task>/seed<S>/`` (always saved);
-- the selected model of a cell's job: ``models/<task>/<method>/k<K>/seed<S>/<job>/``
-  (``<job>`` is ``all`` for the one-model methods and the target language for the
-  per-language ones), in the harness-state format, when the run saved them.
+Where they are in a run's output directory: ``run_dir.source_model_dir`` (the source
+model of a seed, always saved) and ``run_dir.cell_model_dir`` (the selected model of a
+cell's job, when the run saved them), both in the harness-state format.
 """
 from __future__ import annotations
 
@@ -25,22 +22,13 @@ from pathlib import Path
 
 import torch
 
+from .. import run_dir as D
 from .common import RunDir
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "trained_state.safetensors"
-MODELS_DIR = "models"
 _HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "sentencepiece.bpe.model")
-
-
-def source_model_dir(run_dir, task: str, seed: int) -> Path:
-    return Path(run_dir) / "source_models" / task / f"seed{seed}"
-
-
-def cell_model_dir(run_dir, task: str, method: str, k: int, seed: int, job: str = "all") -> Path:
-    return Path(run_dir) / MODELS_DIR / task / method / f"k{k}" / f"seed{seed}" / job
 
 
 def checkpoint_format(path) -> str:
@@ -48,11 +36,11 @@ def checkpoint_format(path) -> str:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint {path} is not a directory")
-    if (path / STATE_FILE).is_file():
+    if D.state_path(path).is_file():
         return "state"
     if (path / "config.json").is_file() and any((path / name).is_file() for name in _HF_WEIGHTS):
         return "pretrained"
-    raise ValueError(f"{path} is not a checkpoint: it has neither {STATE_FILE} (a harness state) nor config.json "
+    raise ValueError(f"{path} is not a checkpoint: it has neither {D.STATE_FILE} (a harness state) nor config.json "
                      f"with weights (a save_pretrained directory)")
 
 
@@ -65,9 +53,9 @@ def find_checkpoint(given, default: Path | None, what: str, flag: str) -> Path:
         raise ValueError(f"{flag}: give the {what} checkpoint directory")
     if not default.is_dir():
         hint = ""
-        if MODELS_DIR in default.parts:
+        if D.MODELS_DIR in default.parts:
             hint = (" (run.py keeps only the source models unless it saves every cell's selected model into "
-                    f"{MODELS_DIR}/<task>/<method>/k<K>/seed<S>/<job>/)")
+                    f"{D.CELL_MODEL_PATTERN})")
         raise ValueError(f"{flag}: no {what} checkpoint at {default}{hint}; pass {flag} DIR")
     checkpoint_format(default)
     return default
@@ -101,8 +89,6 @@ class ModelSetup:
 def load_model(path, task, *, base_model: str | None = None, freeze_embeddings: bool = False,
                seed: int = 0) -> torch.nn.Module:
     """Load a checkpoint of ``task`` (see the module docstring for the formats)."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     fmt = checkpoint_format(path)
     torch.manual_seed(seed)  # a head the checkpoint does not hold gets a reproducible initialisation
@@ -110,21 +96,10 @@ def load_model(path, task, *, base_model: str | None = None, freeze_embeddings: 
         model = task.build_model(str(path))
     else:
         if base_model is None:
-            raise ValueError(f"{path} holds only the trained parameters ({STATE_FILE}): name the base model they "
-                             f"were trained from with --model (or use a run dir whose run_config.json records it)")
+            raise ValueError(f"{path} holds only the trained parameters ({D.STATE_FILE}): name the base model they "
+                             f"were trained from with --model (or use a run dir whose {D.RUN_CONFIG_FILE} records it)")
         model = task.build_model(str(base_model))
-        state = load_file(str(path / STATE_FILE))
-        own = model.state_dict()
-        unknown = sorted(set(state) - set(own))
-        if unknown:
-            raise ValueError(f"{path / STATE_FILE} does not fit the model {base_model}: unknown tensors "
-                             f"{', '.join(unknown[:5])}")
-        wrong = [f"{name} {tuple(t.shape)} vs {tuple(own[name].shape)}" for name, t in state.items()
-                 if tuple(t.shape) != tuple(own[name].shape)]
-        if wrong:
-            raise ValueError(f"{path / STATE_FILE} does not fit the model {base_model}: shapes differ: "
-                             f"{'; '.join(wrong[:3])}")
-        model.load_state_dict(state, strict=False)
+        D.load_trained_state(model, path, base=str(base_model))
     if freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     return model

@@ -1,13 +1,12 @@
 """What the analyses share: reading a run's output directory, its shots and evaluation
 data, and writing figures and tables atomically.
 
-A run's output directory (``experiments/run.py --output-dir``) holds
-``run_config.json`` (the settings that change results: task, model, source, targets,
-max_seq_length, freeze_embeddings, ...), ``results.jsonl`` (one score per line: task,
-method, k, seed, job, language, metric, value), ``runs.jsonl`` (one training record
-per job, with its ``curve`` and ``surgery_counters``), ``shots/manifest.json`` and
-``source_models/<task>/seed<S>/``. Analyses write into ``<run dir>/analysis/`` unless
-told otherwise.
+A run's output directory (``experiments/run.py --output-dir``; its layout is
+``transfer.run_dir``'s) holds the settings that change results (task, model, source,
+targets, max_seq_length, freeze_embeddings, ...), the scores (one per line: task, method,
+k, seed, job, language, metric, value), the training records (one per job, with its
+``curve`` and ``surgery_counters``), the shot manifest and the source models. Analyses
+write into its ``analysis/`` unless told otherwise.
 """
 from __future__ import annotations
 
@@ -18,15 +17,11 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from ..results import (
-    RESULTS_FILE, RUN_CONFIG_FILE, RUNS_FILE, ResultStore, atomic_path, read_data_record, read_json, select_records,
-    verify_data_files,
-)
+from .. import run_dir as D
+from ..results import ResultStore, atomic_path, read_data_record, read_json, select_records, verify_data_files
 
 logger = logging.getLogger(__name__)
 
-ANALYSIS_DIR = "analysis"
-MANIFEST_PATH = Path("shots") / "manifest.json"
 #: the fields the analyses read from every results and runs record
 RESULT_FIELDS = ("task", "method", "k", "seed", "language", "metric", "value")
 RUN_FIELDS = ("task", "method", "k", "seed")
@@ -39,7 +34,7 @@ class RunDir:
         self.path = Path(path)
         if not self.path.is_dir():
             raise ValueError(f"--run-dir: {self.path} is not a directory")
-        config_path = self.path / RUN_CONFIG_FILE
+        config_path = D.run_config_path(self.path)
         self.config: dict = read_json(config_path) if config_path.exists() else {}
         self.store = ResultStore(self.path)
 
@@ -56,7 +51,7 @@ class RunDir:
             if missing:
                 raise ValueError(
                     f"{path}: record {i} has no {', '.join(map(repr, missing))} field (written by an older harness?). "
-                    f"Regenerate the records: move {RESULTS_FILE} and {RUNS_FILE} out of {self.path} and run run.py "
+                    f"Regenerate the records: move {D.RESULTS_FILE} and {D.RUNS_FILE} out of {self.path} and run run.py "
                     f"again with --output-dir {self.path} and the run's settings")
         return records
 
@@ -93,14 +88,14 @@ class RunDir:
             raise ValueError(f"--task {requested}: {self.path} is a {recorded} run")
         task = requested or recorded
         if not task:
-            raise ValueError(f"{self.path} has no {RUN_CONFIG_FILE} naming its task: pass --task")
+            raise ValueError(f"{self.path} has no {D.RUN_CONFIG_FILE} naming its task: pass --task")
         return task
 
     def manifest_path(self) -> Path:
-        return self.path / MANIFEST_PATH
+        return D.manifest_path(self.path)
 
     def output_dir(self, override=None) -> Path:
-        return Path(override) if override else self.path / ANALYSIS_DIR
+        return Path(override) if override else D.analysis_dir(self.path)
 
 
 # ----------------------------------------------------------------------------- results helpers
@@ -121,7 +116,7 @@ def scores_by_seed(results: list[dict], *, task: str, metric: str, method: str, 
         if r["task"] == task and r["metric"] == metric and r["method"] == method and int(r["k"]) == k:
             seed = int(r["seed"])
             if seed in out[r["language"]]:
-                raise ValueError(f"results.jsonl: two {task}/{method}/k{k}/seed{seed} {metric} scores for "
+                raise ValueError(f"{D.RESULTS_FILE}: two {task}/{method}/k{k}/seed{seed} {metric} scores for "
                                  f"{r['language']}")
             out[r["language"]][seed] = float(r["value"])
     return dict(out)
@@ -174,13 +169,6 @@ def manifest_uids(manifest_path: Path | None, task_name: str, lang: str) -> froz
         return frozenset()
     return frozenset(uid for (task, lang_, _, _), record in read_manifest(manifest_path).items()
                      if task == task_name and lang_ == lang for uid in record.uids)
-
-
-def cap(examples: list, n: int | None, seed: int = 0) -> list:
-    """At most ``n`` examples: the runner's fixed sample (``transfer.runner.cap``)."""
-    from ..runner import cap as runner_cap
-
-    return runner_cap(examples, n, seed)
 
 
 # ----------------------------------------------------------------------------- writing

@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 
 from ..results import atomic_write_json, atomic_write_text
+from ..shots import cap
 from .checkpoints import ModelSetup
-from .common import cap, csv_text, manifest_uids, pyplot, save_figure
+from .common import csv_text, manifest_uids, pyplot, save_figure
 from .families import order_languages
 
 logger = logging.getLogger(__name__)

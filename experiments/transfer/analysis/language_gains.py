@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..results import atomic_write_json, atomic_write_text
+from ..run_dir import RESULTS_FILE
 from .common import csv_text, mean, primary_metric, pyplot, save_figure, scores_by_seed, sd
 from .families import family_of
 
@@ -84,7 +85,7 @@ def run(results: list[dict], out_dir: Path, *, method: str = "gradient-mix-train
     if not groups:
         methods = sorted({r["method"] for r in results})
         raise ValueError(f"no task and K with scores of both {method} and {baseline} "
-                         f"(methods in results.jsonl: {', '.join(methods)})")
+                         f"(methods in {RESULTS_FILE}: {', '.join(methods)})")
     out_dir = Path(out_dir)
     paths = {"csv": out_dir / "language_gains.csv", "json": out_dir / "language_gains.json",
              "png": out_dir / "language_gains.png"}

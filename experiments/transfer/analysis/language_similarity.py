@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..results import atomic_write_json, atomic_write_text
+from ..run_dir import RESULTS_FILE
 from .common import csv_text, mean, primary_metric, pyplot, save_figure, scores_by_seed
 from .families import family_of, order_languages
 
@@ -225,7 +226,7 @@ def quantities(results: list[dict], *, task: str, metric: str, methods=None, ks=
     """``{quantity name: {language: value}}``: zero-shot score and per-method, per-K gains over it."""
     zero = scores_by_seed(results, task=task, metric=metric, method="zero-shot", k=0)
     if not zero:
-        raise ValueError(f"results.jsonl has no zero-shot {task} scores (run with --methods zero-shot,...)")
+        raise ValueError(f"{RESULTS_FILE} has no zero-shot {task} scores (run with --methods zero-shot,...)")
     out = {"zero-shot": {lang: mean(seeds.values()) for lang, seeds in zero.items()}}
     pairs = sorted({(r["method"], int(r["k"])) for r in results if r["task"] == task and r["method"] != "zero-shot"})
     for method, k in pairs:
@@ -306,7 +307,7 @@ def run(results: list[dict], out_dir: Path, *, source: str = "en", task: str | N
     tasks = sorted({r["task"] for r in results})
     task = task or (tasks[0] if len(tasks) == 1 else None)
     if task is None:
-        raise ValueError(f"--task: results.jsonl holds several tasks ({', '.join(tasks)}); choose one")
+        raise ValueError(f"--task: {RESULTS_FILE} holds several tasks ({', '.join(tasks)}); choose one")
     metric = metric or primary_metric(results, task)
     quants = quantities(results, task=task, metric=metric, methods=methods, ks=ks)
     langs = order_languages({lang for values in quants.values() for lang in values})

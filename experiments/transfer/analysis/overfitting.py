@@ -17,6 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..results import atomic_write_json, atomic_write_text
+from ..run_dir import RUNS_FILE
 from .common import csv_text, mean, pyplot, save_figure, sd
 from .families import order_languages
 
@@ -33,14 +34,14 @@ def dev_curves(runs: list[dict], method: str = "ord-fs-dev") -> list[dict]:
             continue
         per_epoch = int(points[0]["step"])
         if per_epoch < 1:
-            raise ValueError(f"runs.jsonl {run['task']}/{method}/k{run['k']}/seed{run['seed']}/{run.get('job')}: "
+            raise ValueError(f"{RUNS_FILE} {run['task']}/{method}/k{run['k']}/seed{run['seed']}/{run.get('job')}: "
                              f"a dev point at step {per_epoch}")
         lang = run.get("job")
         for p in points:
             rows.append({"task": run["task"], "k": int(run["k"]), "seed": int(run["seed"]), "language": lang,
                          "epoch": p["step"] / per_epoch, "step": int(p["step"]), "score": float(p["value"])})
     if not rows:
-        raise ValueError(f"runs.jsonl has no dev curve of {method} (run it with --methods {method})")
+        raise ValueError(f"{RUNS_FILE} has no dev curve of {method} (run it with --methods {method})")
     return rows
 
 
