@@ -8,9 +8,12 @@ bytes (the flat buffers behind the two gradient lists, see gradients.py):
     axpy   b += s * a     reads a and b, writes b   3
 
 As in STREAM, the traffic counted is what the kernel must move (no
-write-allocate).  The machine's bandwidth for a size is the best of the three
-rates measured at that size; every variant's effective rate is reported as a
-fraction of it.
+write-allocate).  ``benchmarks/report.py`` reports every variant's effective
+rate as a fraction of two bandwidths measured at that size: the best of the
+three probes, and the probes that do the op's own traffic (the dot probe then
+the axpy probe for a surgery, the dot probe for ``dot_norm`` and ``gram``).
+The bandwidth target is judged on the second (``report.TARGET_BANDWIDTH`` says
+why), from the paired case where the run has one.
 
 All three run on every intra-op thread torch has.  ``torch.dot`` alone is a
 single BLAS call that may use one thread, so ``dot`` splits the buffers into

@@ -22,7 +22,6 @@ A surgery variant's ``surgery_`` returns the statistics ``[dot, |oracle|^2,
 ``dot_norm`` only returns the statistics, its ``project_`` only projects with
 given statistics.  Gram variants return the L x L matrix of dot products.
 """
-import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence
 
@@ -38,16 +37,9 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1)
 
 
-def _stats_dtype(tensors: Sequence[torch.Tensor]) -> torch.dtype:
-    return torch.float64 if tensors and all(t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
 def coefficient(stats: torch.Tensor, eps: float = 1e-12) -> float:
-    """``min(dot, 0) / max(|oracle|^2, eps)``, or 0.0 (write nothing) for no conflict or non-finite stats."""
-    dot, oracle_sq, train_sq = (float(v) for v in stats)
-    if not all(math.isfinite(v) for v in (dot, oracle_sq, train_sq)) or not dot < 0:
-        return 0.0
-    return dot / max(oracle_sq, eps)
+    """:func:`sgs_ext.reference.projection_coefficient` of ``stats = [dot, |oracle|^2, |train|^2]``."""
+    return reference.projection_coefficient(*(float(v) for v in stats), eps)
 
 
 # ---------------------------------------------------------------------------
@@ -63,7 +55,7 @@ def loop_dot_norm(train: Tensors, oracle: Tensors) -> torch.Tensor:
         tts.append(torch.dot(t, t))
     if not dots:
         return torch.zeros(3)
-    dtype = _stats_dtype(train)
+    dtype = reference.stats_dtype(train)
     return torch.stack([torch.stack(x).to(dtype).sum() for x in (dots, oos, tts)])
 
 
@@ -87,7 +79,7 @@ def loop_surgery_(train: Tensors, oracle: Tensors, eps: float = 1e-12) -> torch.
 def foreach_dot_norm(train: Tensors, oracle: Tensors) -> torch.Tensor:
     if not train:
         return torch.zeros(3)
-    dtype = _stats_dtype(train)
+    dtype = reference.stats_dtype(train)
     dot = torch.stack([torch.dot(_flat(t), _flat(o)) for t, o in zip(train, oracle)]).to(dtype).sum()
     oracle_sq = torch.stack(torch._foreach_norm(oracle)).to(dtype).pow(2).sum()
     train_sq = torch.stack(torch._foreach_norm(train)).to(dtype).pow(2).sum()
@@ -151,7 +143,7 @@ def pairwise_loop_gram(sets: Sequence[Tensors]) -> torch.Tensor:
     """G[i, j] = sum over tensors of torch.dot, for every pair i <= j: each set is read L times."""
     sets = [list(s) for s in sets]
     L = len(sets)
-    dtype = _stats_dtype(sets[0])
+    dtype = reference.stats_dtype(sets[0])
     device = sets[0][0].device if sets[0] else torch.device("cpu")
     G = torch.zeros(L, L, dtype=dtype, device=device)
     for i in range(L):

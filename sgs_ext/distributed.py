@@ -11,6 +11,9 @@ Two layouts are supported:
   :func:`sharded_surgery_` computes ``dot_norm`` on the local slices, all-reduces the three
   scalars once, and projects the local slices with the global scalars.
 
+:func:`surgery_by_device_` is the one implementation of the surgery on lists that span
+several devices or ranks; ``StochasticGradientSurgery`` and :func:`sharded_surgery_` call it.
+
 Nothing here allocates a model-sized tensor: the collectives run in place on the caller's
 buffers.
 """
@@ -22,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .ops import dot_norm, project_
+from .ops import dot_norm, project_, surgery_
 
 
 def is_active(group=None) -> bool:
@@ -121,19 +124,52 @@ def sharded_dot_norm(train: Sequence[Tensor], oracle: Sequence[Tensor], group=No
     return all_reduce_sum_(stats, group)
 
 
+@torch.no_grad()
+def surgery_by_device_(train: Sequence[Tensor], oracle: Sequence[Tensor], eps: float = 1e-12, *,
+                       project: bool = True, reduce: bool = False, group=None) -> Tensor:
+    """``surgery_`` (or, with ``project=False``, ``dot_norm``) of lists that may span devices
+    and, with ``reduce=True``, ranks (each rank holding a disjoint slice: sharded gradients).
+
+    On one device without ``reduce``: the fused op, statistics in its dtype. Otherwise
+    ``dot_norm`` per device, the partial sums added in float64 on the first tensor's device,
+    one all-reduce of the three scalars over ``group`` when ``reduce``, then ``project_`` per
+    device with the global float64 scalars. Returns ``[train·oracle, ‖oracle‖², ‖train‖²]``
+    from before the projection. The tensors must be plain (local) tensors.
+    """
+    groups: dict[torch.device, tuple[list[Tensor], list[Tensor]]] = {}
+    for t, o in zip(train, oracle):
+        ts, os_ = groups.setdefault(t.device, ([], []))
+        ts.append(t)
+        os_.append(o)
+    if len(groups) <= 1 and not reduce:
+        ts, os_ = next(iter(groups.values()), ([], []))
+        return surgery_(ts, os_, eps) if project else dot_norm(ts, os_)
+    parts = [dot_norm(ts, os_) for ts, os_ in groups.values()] or [torch.zeros(3)]
+    first = parts[0].device
+    stats = parts[0].double()
+    for s in parts[1:]:
+        stats = stats + s.double().to(first)
+    if reduce:
+        stats = all_reduce_sum_(stats, group)
+    if project:
+        for ts, os_ in groups.values():
+            project_(ts, os_, stats.to(ts[0].device), eps)
+    return stats
+
+
 def sharded_surgery_(train: Sequence[Tensor], oracle: Sequence[Tensor], group=None,
                      eps: float = 1e-12) -> Tensor:
     """Gradient surgery on sharded gradients; the result equals the unsharded surgery.
 
-    ``dot_norm`` on the local shard, one all-reduce of the three scalars, then ``project_``
-    on the local shard with the global scalars. Returns the global
-    ``[train·oracle, ‖oracle‖², ‖train‖²]`` from before the projection.
+    ``dot_norm`` on the local shard, one all-reduce of the three scalars (in float64), then
+    ``project_`` on the local shard with the global scalars: :func:`surgery_by_device_` with
+    ``reduce`` on when ``group`` has more than one rank, as ``StochasticGradientSurgery(...,
+    sharded=True)`` runs it. Returns the global ``[train·oracle, ‖oracle‖², ‖train‖²]`` from
+    before the projection (float64 when reduced).
     """
     train = [local_tensor(t) for t in train]
     oracle = [local_tensor(o) for o in oracle]
-    stats = all_reduce_sum_(dot_norm(train, oracle), group)
-    project_(train, oracle, stats, eps)
-    return stats
+    return surgery_by_device_(train, oracle, eps, reduce=is_active(group), group=group)
 
 
 @torch.no_grad()

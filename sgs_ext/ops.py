@@ -4,11 +4,15 @@ Every op takes Python lists of tensors, one tensor per parameter.  The two
 lists of an op must match tensor for tensor in shape, dtype and device; the
 dtypes may differ from one parameter to the next (float32, float64, float16,
 bfloat16).  Statistics are float64 when every tensor is float64 and float32
-otherwise.  Reductions accumulate in a fixed order, so results do not depend
-on the number of threads: on the CPU float32 products are summed in float32
-vector lanes of 4 products and everything beyond that in float64 (float64 and
-16-bit inputs in float64 throughout); on CUDA in float32 per thread and float64
-across threads and blocks.
+otherwise (:func:`sgs_ext.reference.stats_dtype`).  Reductions accumulate in a
+fixed order, so results do not depend on the number of threads: on the CPU
+float32 products are summed in float32 vector lanes of 4 products and
+everything beyond that in float64 (float64 and 16-bit inputs in float64
+throughout); on CUDA each thread sums its share of a chunk in the compute type
+(float64 for float64 inputs, float32 for float32 and the 16-bit types) and the
+threads' and blocks' sums are added in float64, except that a ``gram`` pass
+over more than 8 sets at once (the shared-memory pass) sums in float64 for
+every dtype.
 
 The CPU kernels are compiled for three instruction sets, ``avx512``
 (AVX-512F), ``avx2`` and ``default`` (baseline x86-64, SSE2), and run the
@@ -36,6 +40,7 @@ from typing import Iterable, List, Sequence
 import torch
 
 from ._loader import _C  # noqa: F401  (registers torch.ops.sgs.*)
+from .reference import stats_dtype
 
 __all__ = ["dot_norm", "project_", "surgery_", "gram", "cpu_isa", "set_cpu_isa", "supported_cpu_isas"]
 
@@ -84,12 +89,6 @@ def _check_one_device(**lists: Sequence[torch.Tensor]) -> None:
                 raise ValueError(
                     f"{name}[{i}] is on {t.device} but {first[0]}[0] is on {first[1]}; all tensors must be on one device"
                 )
-
-
-def _stats_dtype(tensors: Sequence[torch.Tensor]) -> torch.dtype:
-    if tensors and all(t.dtype == torch.float64 for t in tensors):
-        return torch.float64
-    return torch.float32
 
 
 def dot_norm(train: Iterable[torch.Tensor], oracle: Iterable[torch.Tensor]) -> torch.Tensor:
@@ -164,7 +163,7 @@ def _refuse_eager_meta(op: str, tensors) -> None:
 @torch.library.register_fake("sgs::dot_norm")
 def _dot_norm_fake(train, oracle):
     _refuse_eager_meta("sgs::dot_norm", [*train, *oracle])
-    return train[0].new_empty(3, dtype=_stats_dtype(train))
+    return train[0].new_empty(3, dtype=stats_dtype(train))
 
 
 @torch.library.register_fake("sgs::project_")
@@ -176,4 +175,4 @@ def _project_fake(train, oracle, stats, eps=1e-12):
 @torch.library.register_fake("sgs::gram")
 def _gram_fake(tensors, num_sets):
     _refuse_eager_meta("sgs::gram", tensors)
-    return tensors[0].new_empty((num_sets, num_sets), dtype=_stats_dtype(tensors))
+    return tensors[0].new_empty((num_sets, num_sets), dtype=stats_dtype(tensors))

@@ -80,7 +80,7 @@ import torch
 from torch import Tensor
 
 from . import distributed as _dist
-from .ops import dot_norm, project_, surgery_
+from .reference import projection_coefficient
 
 MODES = ("stochastic", "pcgrad", "off")
 
@@ -137,6 +137,46 @@ class LanguageCounters:
     @property
     def conflict_rate(self) -> float:
         return self.conflicts / self.oracle_runs if self.oracle_runs else math.nan
+
+    def add(self, s: SurgeryStats) -> None:
+        """Count one oracle run of this language (``steps`` is counted when the language is drawn)."""
+        self.oracle_runs += 1
+        self.conflicts += int(s.conflict)
+        self.projections += int(s.projected)
+        self.nonfinite += int(s.nonfinite)
+        if math.isfinite(s.cos_before):
+            self.cos_sum += s.cos_before
+            self.cos_count += 1
+
+
+def oracle_run_stats(stats: list[float], *, step: int, language: str, p: float, project: bool,
+                     eps: float, scale: float = 1.0) -> SurgeryStats:
+    """What one oracle run did, from its ``[dot, ‖o‖², ‖t‖²]`` (taken before any projection).
+
+    ``project``: whether a conflict is projected (False in ``mode="off"``). ``scale``: the
+    GradScaler's scale the oracle loss was multiplied by (``dot`` and ``oracle_norm`` are
+    reported unscaled). The statistics after the projection are derived from those before it
+    with the coefficient the kernels use (:func:`sgs_ext.reference.projection_coefficient`).
+    """
+    dot, oo, tt = stats
+    finite = all(math.isfinite(x) for x in stats)
+    conflict = finite and dot < 0
+    projected = conflict and project
+    c = projection_coefficient(dot, oo, tt, eps) if projected else 0.0
+    dot_after = dot - c * oo
+    tt_after = max(tt - 2 * c * dot + c * c * oo, 0.0)
+
+    def cos(d, a, b):
+        return d / math.sqrt(a * b) if finite and a > 0 and b > 0 else math.nan
+
+    return SurgeryStats(
+        step=step, language=language, p=p, oracle_ran=True, conflict=conflict,
+        projected=projected, nonfinite=not finite,
+        cos_before=cos(dot, oo, tt), cos_after=0.0 if projected else cos(dot_after, oo, tt_after),
+        dot=dot / scale, train_norm=math.sqrt(tt) if tt >= 0 else math.nan,
+        train_norm_after=math.sqrt(tt_after) if finite else math.nan,
+        oracle_norm=math.sqrt(oo) / scale if oo >= 0 else math.nan,
+    )
 
 
 class _OracleBuffer:
@@ -328,8 +368,11 @@ class StochasticGradientSurgery:
             for lang in chosen:
                 oracle = self._oracle_gradient(lang, closures[lang])
                 stats = self._surgery(train, oracle, project)
-                per_language.append(self._record(lang, stats, p))
-                materialised |= per_language[-1].projected
+                s = oracle_run_stats(stats, step=self.num_steps, language=lang, p=p, project=project,
+                                     eps=self.eps, scale=self._oracle_scale())
+                self.counters.setdefault(lang, LanguageCounters()).add(s)
+                per_language.append(s)
+                materialised |= s.projected
         except BaseException:
             if backup is not None:
                 with torch.no_grad():
@@ -382,7 +425,7 @@ class StochasticGradientSurgery:
         With ``sharded=True`` the norm spans all ranks' shards. Returns the pre-clip total norm.
         """
         if self.sharded:
-            return _dist.sharded_clip_grad_norm_(self.params, max_norm, norm_type, self._group())
+            return _dist.sharded_clip_grad_norm_(self.params, max_norm, norm_type, self.process_group)
         return torch.nn.utils.clip_grad_norm_(self.params, max_norm, norm_type)
 
     def log_dict(self, prefix: str = "surgery") -> dict[str, float]:
@@ -418,9 +461,6 @@ class StochasticGradientSurgery:
                 f"params={len(self.params)} tensors/{n} elements, sharded={self.sharded})")
 
     # ------------------------------------------------------------------ internals
-    def _group(self):
-        return self.process_group
-
     def _is_distributed(self) -> bool:
         if self._distributed is False:
             return False
@@ -440,7 +480,7 @@ class StochasticGradientSurgery:
                 raise TypeError(f"StochasticGradientSurgery.step: closure for {lang!r} is not callable")
         languages = sorted(closures)   # order-independent, so every rank and run agrees
         if self._is_distributed() and tuple(languages) != self._checked_languages:
-            _dist.check_same_languages(languages, self._group())
+            _dist.check_same_languages(languages, self.process_group)
             self._checked_languages = tuple(languages)
         return languages
 
@@ -451,7 +491,7 @@ class StochasticGradientSurgery:
             order = [int(torch.randint(n, (1,), generator=self.generator))]
         p = float(torch.rand((), generator=self.generator, dtype=torch.float64))
         if self._is_distributed():
-            values = _dist.broadcast_draw(order + [p], self._group(), self.params[0].device)
+            values = _dist.broadcast_draw(order + [p], self.process_group, self.params[0].device)
             order, p = [int(v) for v in values[:-1]], float(values[-1])
         return order, p
 
@@ -510,7 +550,7 @@ class StochasticGradientSurgery:
                 foreign.append(g)
             oracle.append(g)
         if self._is_distributed() and not self.sharded:
-            _dist.all_reduce_mean_(list(buf.flats.values()) + foreign, self._group())
+            _dist.all_reduce_mean_(list(buf.flats.values()) + foreign, self.process_group)
         return oracle
 
     @torch.no_grad()
@@ -519,57 +559,12 @@ class StochasticGradientSurgery:
         if self.sharded:
             train = [_dist.local_tensor(t) for t in train]
             oracle = [_dist.local_tensor(o) for o in oracle]
-        groups: dict[torch.device, tuple[list[Tensor], list[Tensor]]] = {}
-        for t, o in zip(train, oracle):
-            ts, os_ = groups.setdefault(t.device, ([], []))
-            ts.append(t)
-            os_.append(o)
-        reduce = self.sharded and self._is_distributed()
-        if len(groups) == 1 and not reduce:
-            ts, os_ = next(iter(groups.values()))
-            stats = surgery_(ts, os_, self.eps) if project else dot_norm(ts, os_)
-            return stats.double().tolist()
-        parts = [dot_norm(ts, os_) for ts, os_ in groups.values()]
-        first = parts[0].device
-        stats = parts[0].double()
-        for s in parts[1:]:
-            stats = stats + s.double().to(first)
-        if reduce:
-            stats = _dist.all_reduce_sum_(stats, self._group())
-        if project:
-            for ts, os_ in groups.values():
-                project_(ts, os_, stats.to(ts[0].device), self.eps)
-        return stats.tolist()
+        stats = _dist.surgery_by_device_(train, oracle, self.eps, project=project,
+                                         reduce=self.sharded and self._is_distributed(), group=self.process_group)
+        return stats.double().tolist()
 
-    def _record(self, lang: str, stats: list[float], p: float) -> SurgeryStats:
-        dot, oo, tt = stats
-        scale = 1.0
+    def _oracle_scale(self) -> float:
+        """The scale the oracle losses were multiplied by (1 without an enabled GradScaler)."""
         if self.grad_scaler is not None and self.grad_scaler.is_enabled():
-            scale = float(self.grad_scaler.get_scale())
-        finite = all(math.isfinite(x) for x in stats)
-        conflict = finite and dot < 0
-        projected = conflict and self.mode != "off"
-        c = dot / max(oo, self.eps) if projected else 0.0
-        dot_after = dot - c * oo
-        tt_after = max(tt - 2 * c * dot + c * c * oo, 0.0)
-
-        def cos(d, a, b):
-            return d / math.sqrt(a * b) if finite and a > 0 and b > 0 else math.nan
-
-        s = SurgeryStats(
-            step=self.num_steps, language=lang, p=p, oracle_ran=True, conflict=conflict,
-            projected=projected, nonfinite=not finite,
-            cos_before=cos(dot, oo, tt), cos_after=0.0 if projected else cos(dot_after, oo, tt_after),
-            dot=dot / scale, train_norm=math.sqrt(tt) if tt >= 0 else math.nan,
-            train_norm_after=math.sqrt(tt_after) if finite else math.nan,
-            oracle_norm=math.sqrt(oo) / scale if oo >= 0 else math.nan,
-        )
-        counter = self.counters.setdefault(lang, LanguageCounters())
-        counter.oracle_runs += 1
-        counter.conflicts += int(conflict)
-        counter.projections += int(projected)
-        counter.nonfinite += int(not finite)
-        if math.isfinite(s.cos_before):
-            counter.cos_sum += s.cos_before
-            counter.cos_count += 1
-        return s
+            return float(self.grad_scaler.get_scale())
+        return 1.0

@@ -314,6 +314,26 @@ def test_counters_match_the_returned_stats():
     assert logged[f"surgery/{lang}/conflict_rate"] == surgery.counters[lang].conflict_rate
 
 
+def test_oracle_run_stats_from_the_three_scalars_and_the_counters_they_add():
+    run = dict(step=3, language="hi", p=0.25, eps=1e-12)
+    # t.o = -2, |o|^2 = 4, |t|^2 = 9: c = -0.5, |t - c o|^2 = 9 - 2 + 1 = 8
+    s = surgery_module.oracle_run_stats([-2.0, 4.0, 9.0], project=True, scale=2.0, **run)
+    assert (s.step, s.language, s.p, s.oracle_ran, s.conflict, s.projected, s.nonfinite) == \
+        (3, "hi", 0.25, True, True, True, False)
+    assert s.cos_before == pytest.approx(-1 / 3) and s.cos_after == 0.0
+    assert (s.dot, s.oracle_norm) == (-1.0, 1.0)   # unscaled
+    assert (s.train_norm, s.train_norm_after) == (3.0, pytest.approx(math.sqrt(8)))
+    observed = surgery_module.oracle_run_stats([-2.0, 4.0, 9.0], project=False, **run)
+    assert observed.conflict and not observed.projected and observed.train_norm_after == 3.0
+    bad = surgery_module.oracle_run_stats([math.nan, 4.0, 9.0], project=True, **run)
+    assert bad.nonfinite and not bad.conflict and math.isnan(bad.cos_before)
+    c = surgery_module.LanguageCounters(steps=3)
+    for one in (s, observed, bad):
+        c.add(one)
+    assert (c.steps, c.oracle_runs, c.conflicts, c.projections, c.nonfinite, c.cos_count) == (3, 3, 2, 1, 1, 2)
+    assert c.mean_cos == pytest.approx(-1 / 3)
+
+
 def test_state_dict_resumes_the_same_draws():
     p = torch.nn.Parameter(torch.ones(1))
     p.grad = torch.ones(1)

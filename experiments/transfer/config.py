@@ -90,7 +90,6 @@ PAPER_SETTINGS: dict[str, TaskSettings] = {
         warmup_steps=500, weight_decay=1e-4, source_selection="last",  # the paper keeps TyDiQA's final model
     ),
 }
-PAPER_MODEL = {"ner": "xlm-roberta-large", "pos": "xlm-roberta-large", "xnli": "xlm-roberta-base", "tydiqa": "xlm-roberta-base"}
 
 #: The published code's settings where they differ from the paper's text (the "code" source,
 #: read only with --published-code; each is also its own flag). The scripts train NER and
@@ -323,7 +322,6 @@ class RunConfig:
     preset: str = "demo"
     progress: bool = True
     save_models: bool = False
-    extra: dict = field(default_factory=dict)
 
     @property
     def micro_batch_size(self) -> int:
@@ -335,7 +333,7 @@ class RunConfig:
         Methods, K values and seeds are left out: adding them only adds cells.
         """
         skip = {"methods", "ks", "seeds", "output_dir", "progress", "eval_batch_size", "device",
-                "model_cache_dir", "preset", "data_dir", "extra", "save_models"}
+                "model_cache_dir", "preset", "data_dir", "save_models"}
         out = {}
         for f in dataclasses.fields(self):
             if f.name in skip:

@@ -53,33 +53,18 @@ class Method:
     selection: str  # SELECT_LAST | SELECT_TARGET_DEV | SELECT_SOURCE_DEV
     surgery: bool
     batch: str  # "k" (target-adapting: batch K) or "config" (--batch-size)
-    description: str
-
-    @property
-    def needs_source_model(self) -> bool:
-        return self.init == SOURCE_MODEL
-
-    @property
-    def trains(self) -> bool:
-        return self.shots != "none"
 
 
+#: One row per method of the module docstring's table (which says what each one does).
 METHOD_TABLE: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("zero-shot", SOURCE_MODEL, "none", False, SELECT_LAST, False, "config",
-               "the source model (English only), evaluated on every target"),
-        Method("ord-fs-dev", SOURCE_MODEL, "per-target", False, SELECT_TARGET_DEV, False, "k",
-               "target-adapting: fine-tune a copy of the source model per target on its K shots, "
-               "select the checkpoint on that target's dev set"),
-        Method("ord-fs", SOURCE_MODEL, "per-target", False, SELECT_LAST, False, "k",
-               "target-adapting: fine-tune a copy of the source model per target on its K shots, last checkpoint"),
-        Method("mix-ft", SOURCE_MODEL, "all-targets", False, SELECT_LAST, False, "k",
-               "fine-tune the source model once on every target's shots together, last checkpoint"),
-        Method("naive-mix-train", PRETRAINED, "language-set", True, SELECT_SOURCE_DEV, False, "config",
-               "one step: English + every target's shots, select on English dev"),
-        Method("gradient-mix-train", PRETRAINED, "language-set", True, SELECT_SOURCE_DEV, True, "config",
-               "naive-mix-train + stochastic gradient surgery against one random target's shots per step"),
+        Method("zero-shot", SOURCE_MODEL, "none", False, SELECT_LAST, False, "config"),
+        Method("ord-fs-dev", SOURCE_MODEL, "per-target", False, SELECT_TARGET_DEV, False, "k"),
+        Method("ord-fs", SOURCE_MODEL, "per-target", False, SELECT_LAST, False, "k"),
+        Method("mix-ft", SOURCE_MODEL, "all-targets", False, SELECT_LAST, False, "k"),
+        Method("naive-mix-train", PRETRAINED, "language-set", True, SELECT_SOURCE_DEV, False, "config"),
+        Method("gradient-mix-train", PRETRAINED, "language-set", True, SELECT_SOURCE_DEV, True, "config"),
     )
 }
 

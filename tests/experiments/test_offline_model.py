@@ -98,7 +98,7 @@ def make_tensors(seed=0):
 
 
 def make_e5s1(tensors, *, magic=b"E5S1", pieces=PIECES, scores=SCORES):
-    """Serialize an E5S1 image following the table in shared/specs/offline-model.md."""
+    """Serialize an E5S1 image following the layout in e5s1_format's docstring."""
     head = bytearray(magic)
     head += struct.pack("<I", 1)
     head += struct.pack("<7i", HIDDEN, LAYERS, HEADS, FFN, VOCAB, MAX_POS, TYPE_VOCAB)

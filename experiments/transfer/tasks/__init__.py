@@ -8,18 +8,16 @@ from .pos import POSTask
 from .tydiqa import TyDiQATask
 from .xnli import XNLITask
 
-TASK_NAMES = ("ner", "pos", "tydiqa", "xnli")
-
 _TASK_CLASSES = {"ner": NERTask, "pos": POSTask, "tydiqa": TyDiQATask, "xnli": XNLITask}
 
 
 def get_task(name: str) -> Task:
-    """A new task object by name (one of ``TASK_NAMES``)."""
+    """A new task object by name (one of ``config.TASKS``)."""
     try:
         return _TASK_CLASSES[name]()
     except KeyError:
-        raise ValueError(f"unknown task {name!r} (choose from {', '.join(TASK_NAMES)})") from None
+        raise ValueError(f"unknown task {name!r} (choose from {', '.join(_TASK_CLASSES)})") from None
 
 
-__all__ = ["TASK_NAMES", "get_task", "Task", "EncodedSet", "NERTask", "POSTask", "TyDiQATask", "XNLITask",
+__all__ = ["get_task", "Task", "EncodedSet", "NERTask", "POSTask", "TyDiQATask", "XNLITask",
            "DEV_SELECT_FRACTION", "in_selection_part"]

@@ -27,6 +27,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from .. import shots as shot_sampling
+from ..config import PAPER_SETTINGS
 from ..data import (
     DataFormatError, available_languages, available_splits, has_split, split_exists, split_file, split_path,
 )
@@ -65,10 +66,13 @@ class Task(abc.ABC):
     task_dir: str                       # folder under the data dir: panx | udpos | xnli | tydiqa
     ext: str                            # file extension of its splits: tsv | json
     metrics: tuple[str, ...]            # primary first
-    default_alpha: float
-    default_epochs: int
-    default_max_seq_length: int = 128
     labels: list[str] | None = None
+
+    @property
+    def default_max_seq_length(self) -> int:
+        """The paper's maximum sequence length for this task (``config.PAPER_SETTINGS``, where
+        every paper setting lives)."""
+        return PAPER_SETTINGS[self.name].max_seq_length
 
     # --- reading -----------------------------------------------------------------------
 

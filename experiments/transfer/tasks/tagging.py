@@ -37,9 +37,6 @@ class TaggingTask(Task):
     """A word-tagging task over ``token<TAB>tag`` files."""
 
     ext = "tsv"
-    default_alpha = 1.0
-    default_epochs = 10
-    default_max_seq_length = 128
 
     def read_file(self, path, lang: str, split: str) -> list[TaggingExample]:
         return read_tagging_tsv(path, task_dir=self.task_dir, lang=lang, split=split, labels=self.labels)

@@ -70,9 +70,6 @@ class TyDiQATask(Task):
     task_dir = "tydiqa"
     ext = "json"
     metrics = ("f1", "exact_match")
-    default_alpha = 0.1
-    default_epochs = 60
-    default_max_seq_length = 384
     labels = None
 
     max_query_length = 64

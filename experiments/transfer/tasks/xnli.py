@@ -24,9 +24,6 @@ class XNLITask(Task):
     task_dir = "xnli"
     ext = "tsv"
     metrics = ("accuracy",)
-    default_alpha = 0.1
-    default_epochs = 10
-    default_max_seq_length = 128
     labels = list(XNLI_LABELS)
 
     def read_file(self, path, lang: str, split: str) -> list[NLIExample]:
