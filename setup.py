@@ -102,6 +102,9 @@ EXPERIMENTS = [
     "lang2vec==1.1.2",  # URIEL data for `analyze.py similarity` (its files are read directly)
 ]
 TEST = ["pytest>=7", "hypothesis>=6.80", "pytest-benchmark>=4"]
+# Optional benchmark peer (benchmarks/peers.py, tests/test_benchmark_torchjd.py): a pure-Python
+# wheel whose only requirement is torch>=2.3; it needs Python >= 3.10 (without it the test skips).
+PEERS = ['torchjd==0.18.0; python_version >= "3.10"']
 
 setup(
     name="sgs-ext",
@@ -118,6 +121,6 @@ setup(
     cmdclass={"build_ext": BuildExtension},
     # Pinned to the torch it is compiled against: another torch cannot load it.
     install_requires=[f"torch=={TORCH_RELEASE}"],
-    extras_require={"experiments": EXPERIMENTS, "test": TEST, "all": EXPERIMENTS + TEST},
+    extras_require={"experiments": EXPERIMENTS, "test": TEST, "peers": PEERS, "all": EXPERIMENTS + TEST + PEERS},
     zip_safe=False,
 )

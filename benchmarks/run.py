@@ -11,12 +11,16 @@ Steps, each in its own process so memory is returned between them:
   3. peak extra memory of every variant at every size (quick: the largest), one fresh
      process each (memory.py),
   4. results.json, results.md and results.png in --out, the raw data in --out/raw;
-     a full run into the default folder also rewrites the tables in benchmarks/README.md.
+     a full run into the default folder also rewrites the tables in benchmarks/README.md,
+  5. optional: torchjd as a peer (peers.py: its one-sided surgery and PCGrad beside the
+     fused op, time and peak extra memory) into --out/peers.md and --out/peers.json;
+     skipped with a message when torchjd is not installed (pip install '.[peers]').
 
 On a shared machine, --wait-load 0.5 waits (up to --wait-max seconds) for the
 1-minute load average to drop below 0.5 before starting.
 """
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -113,6 +117,25 @@ def measure_memory(sizes, args, skip) -> list:
     return results
 
 
+def run_peers(sizes, args, out: Path) -> None:
+    """The optional torchjd section (peers.py), one fresh process per case; CPU only."""
+    try:
+        missing = importlib.util.find_spec("torchjd") is None
+    except ValueError:  # sys.modules["torchjd"] is None: blocked
+        missing = True
+    if missing:
+        print("peers: skipped: torchjd is not installed (pip install '.[peers]' for torchjd==0.18.0)", flush=True)
+        return
+    if args.device != "cpu":
+        print("peers: skipped: the torchjd comparison measures CPU memory (VmHWM) and runs on the CPU only", flush=True)
+        return
+    rounds = args.peer_rounds if args.peer_rounds is not None else (2 if args.quick else 3)
+    cmd = [sys.executable, str(HERE / "peers.py"), "--sizes", ",".join(sizes), "--rounds", str(rounds),
+           "--threads", str(args.threads), "--out", str(out)]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=f"sizes {','.join(QUICK_SIZES)}, short budget, small training step")
@@ -123,7 +146,8 @@ def main(argv=None) -> None:
     parser.add_argument("--budget", type=float, help="seconds of timed rounds per case (default 8; quick 1)")
     parser.add_argument("--gram-max-params", type=float, default=150e6,
                         help="gram only for sizes up to this many parameters (default 150e6)")
-    parser.add_argument("--skip", default="", help="comma-separated steps to skip: gram, train, memory")
+    parser.add_argument("--skip", default="", help="comma-separated steps to skip: gram, train, memory, peers")
+    parser.add_argument("--peer-rounds", type=int, help="rounds per torchjd peer case (default 3; quick 2)")
     parser.add_argument("--out", type=Path, help="output folder (default benchmarks/results, quick: benchmarks/results/quick)")
     parser.add_argument("--wait-load", type=float, help="wait until the 1-minute load average is below this")
     parser.add_argument("--wait-max", type=float, default=1800, help="longest wait for --wait-load, seconds (default 1800)")
@@ -131,9 +155,9 @@ def main(argv=None) -> None:
 
     sizes = parse_sizes(args.sizes) if args.sizes else (QUICK_SIZES if args.quick else FULL_SIZES)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    unknown = skip - {"gram", "train", "memory"}
+    unknown = skip - {"gram", "train", "memory", "peers"}
     if unknown:
-        parser.error(f"--skip: unknown steps {sorted(unknown)}; choose from gram, train, memory")
+        parser.error(f"--skip: unknown steps {sorted(unknown)}; choose from gram, train, memory, peers")
     out = (args.out or (HERE / "results" / "quick" if args.quick else HERE / "results")).resolve()
     raw = out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
@@ -163,6 +187,8 @@ def main(argv=None) -> None:
     if out == (HERE / "results").resolve() and not args.quick:  # the default full run: README shows its tables
         update_readme(HERE / "README.md", summary)
         print(f"updated {HERE / 'README.md'}")
+    if "peers" not in skip:
+        run_peers(sizes, args, out)
     missed = [t for t in summary["targets"] if not t["met"]]
     for t in summary["targets"]:
         value = "not measured" if t["value"] is None else f"{t['value']:.2f}"
