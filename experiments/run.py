@@ -72,6 +72,17 @@ gives every code column at once, a single flag one of them):
 """
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``--shard I/N`` as (I, N), 1 <= I <= N; anything else is a usage error naming the value."""
+    index, sep, count = text.partition("/")
+    if not sep or not index.strip().isdigit() or not count.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected I/N (e.g. 1/4), got {text!r}")
+    index, count = int(index), int(count)
+    if not 1 <= index <= count:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 1 <= I <= N")
+    return index, count
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] + " See the epilog for the settings' sources.",
@@ -159,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-models", action="store_true",
                    help="keep every trained job's selected model (its trainable parameters) in "
                         f"{D.CELL_MODEL_PATTERN}, for analyze.py heatmap and interpolate")
+    g.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
+                   help="run only the I-th of N disjoint subsets of the cells (a cluster job array, one worker per "
+                        "shard, every worker with the same flags and --output-dir; not part of the run's settings); "
+                        "--report-only then reports them all")
     g.add_argument("--report-only", action="store_true", help="only rebuild the reports from the output dir's records")
     return p
 
@@ -192,8 +207,21 @@ def main(argv=None) -> int:
         parser.error(str(err))
     if args.num_threads is not None and args.num_threads < 1:
         parser.error(f"--num-threads must be >= 1, got {args.num_threads}")
+    from transfer import distributed_run as R
+
+    # torchrun --nproc-per-node N (WORLD_SIZE > 1): one process group, every rank runs every cell with
+    # DDP (transfer.train), only rank 0 writes (results, runs, reports, source models, run.log)
+    if R.launched_with_several_processes() and not args.report_only:
+        import dataclasses
+
+        config = dataclasses.replace(config, device=R.init_from_env(config.device))
+    # (--report-only under torchrun starts no group: rank 0 reports, the others return)
+    is_main = R.is_main() and not (R.launched_with_several_processes() and R.launch_rank() != 0)
     try:
-        setup_logging(config.output_dir)
+        if is_main:
+            setup_logging(config.output_dir)
+        else:
+            R.setup_worker_logging()
     except OSError as err:  # a file in the way, no permission, a full disk
         parser.error(f"--output-dir {config.output_dir}: cannot write there ({err.strerror or err})")
     if args.num_threads:
@@ -225,8 +253,11 @@ def main(argv=None) -> int:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         with logging_redirect_tqdm():  # log lines above the progress bars, not inside them
-            runner.run()
+            runner.run(shard=args.shard)
         logging.getLogger("run").info("finished in %.1f min", (time.perf_counter() - start) / 60)
+    R.shutdown()
+    if not is_main:  # the other ranks computed; rank 0 reports
+        return 0
     paths = write_reports(config.output_dir)
     results = ResultStore(config.output_dir).results()
     print(summary_markdown(results) + skipped_markdown(config.output_dir))

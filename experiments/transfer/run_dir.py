@@ -7,7 +7,8 @@ build their paths here::
     run_config.json     the settings that change results (``results.check_run_config``)
     data_files.json     the data dir, a fingerprint of every file read, the skipped targets
     results.jsonl       one score per line; runs.jsonl: one training record per job
-    .lock               held while a cell's records are committed (``results.ResultStore``)
+    .lock               held while a writer commits a cell's records, updates the shot manifest,
+                        checks or writes the settings and data records, or saves a source model
     run.log             the log of every run.py call on the directory
     shots/manifest.json the shots of every target language, K and seed (``shots.update_manifest``)
     source_models/<task>/seed<S>/                  the source model of a seed (always saved)

@@ -24,10 +24,11 @@ import logging
 import time
 from pathlib import Path
 
+from . import distributed_run as R
 from . import methods as M
 from . import run_dir as D
 from .config import RunConfig
-from .results import CellKey, ResultStore, check_data_files, check_run_config, read_json
+from .results import CellKey, ResultStore, check_data_files, check_run_config, exclusive_lock, read_json
 from .shots import cap, draw_shots, update_manifest
 from .tasks.base import release_file_cache
 from .train import MixedSet, OptimSettings, RandomOracleBatch, Selector, SurgerySettings, count_steps, freeze_word_embeddings, set_seed, train
@@ -53,6 +54,51 @@ def max_input_length(model_path: str) -> tuple[int | None, str]:
         return n - pad - 1, f"max_position_embeddings {n} - pad_token_id {pad} - 1: positions start after padding"
     return n, f"max_position_embeddings {n}"
 
+
+#: The shard assignment's rough cost of a cell's work, in full trainings: a job that trains on the
+#: English set (one-step methods) and a seed's source model count 1 each, any other job
+#: (target-adapting on K shots, zero-shot's evaluation) counts SMALL_JOB_COST.
+FULL_TRAINING_COST = 1.0
+SMALL_JOB_COST = 0.02
+
+
+def assign_shards(cells: list[CellKey], costs: list[float], needs_source: list[bool], count: int) -> list[int]:
+    """The shard (0 .. count - 1) of every cell: a deterministic balance of the costs.
+
+    The cells that start from one seed's source model go together, as one unit that also costs
+    the source model (``FULL_TRAINING_COST``), so one worker trains it; a unit larger than an even
+    share of the work (the total over ``count``, at least the largest cell and a source model) is
+    cut, in plan order, into pieces of at most that share, and each piece's worker trains (or
+    finds saved) the source model. Then the units, heaviest first (ties in plan order), each go to
+    the least loaded shard (the lowest index among equals). The split depends only on the planned
+    cells, not on which are finished, so every worker of a grid, and a worker started again,
+    computes the same one.
+    """
+    if count < 1:
+        raise ValueError(f"shard count must be >= 1, got {count}")
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, cell in enumerate(cells):
+        if needs_source[i]:
+            groups.setdefault((cell.task, cell.seed), []).append(i)
+    total = sum(costs) + FULL_TRAINING_COST * len(groups)
+    share = max(total / count, max(costs, default=0.0) + FULL_TRAINING_COST)
+    units = [(costs[i], [i]) for i in range(len(cells)) if not needs_source[i]]
+    for members in groups.values():
+        cost, piece = FULL_TRAINING_COST, []
+        for i in members:
+            if piece and cost + costs[i] > share:
+                units.append((cost, piece))
+                cost, piece = FULL_TRAINING_COST, []
+            piece.append(i)
+            cost += costs[i]
+        units.append((cost, piece))
+    loads, shard = [0.0] * count, [0] * len(cells)
+    for cost, members in sorted(units, key=lambda unit: (-unit[0], unit[1][0])):
+        w = min(range(count), key=lambda w: (loads[w], w))
+        loads[w] += cost
+        for i in members:
+            shard[i] = w
+    return shard
 
 class Runner:
     """Runs every cell of ``config`` that ``output_dir/results.jsonl`` does not hold yet."""
@@ -212,7 +258,9 @@ class Runner:
         """Add this K and seed's shots of every target to the run's shot manifest."""
         langs = list(self.targets)  # English oracles are fresh random batches: no shots to record
         path = D.manifest_path(self.out)
-        update_manifest(path, [self.shot_draw(lang, k, seed)[0] for lang in langs])
+        records = [self.shot_draw(lang, k, seed)[0] for lang in langs]
+        with exclusive_lock(D.lock_path(self.out)):  # a read-change-write: other shards' workers add theirs too
+            update_manifest(path, records)
         return path
 
     # ------------------------------------------------------------------ models
@@ -255,10 +303,13 @@ class Runner:
         """A fresh copy of the seed's source model, trained now if it is not cached yet."""
         folder = D.source_model_dir(self.out, self.config.task, seed)
         model = self.pretrained_model(seed)
-        if D.state_path(folder).exists() and D.info_path(folder).exists():
+        # several processes (torchrun): rank 0 reads and writes the cache, the others get its model
+        if R.on_main(lambda: D.state_path(folder).exists() and D.info_path(folder).exists()):
             logger.info("source model for seed %d: reusing %s", seed, folder)
-            D.load_trained_state(model, folder, base=self.model_path)
-            return model, read_json(D.info_path(folder))
+            info = R.on_main(lambda: (D.load_trained_state(model, folder, base=self.model_path),
+                                      read_json(D.info_path(folder)))[1])
+            R.broadcast_module_state(model)
+            return model, info
         logger.info("source model for seed %d: training on %s", seed, self.config.source)
         selector = self.source_dev_selector()
         dataset = MixedSet([self.source_train_set()])
@@ -267,7 +318,21 @@ class Runner:
                        seed=seed, device=self.config.device, selector=selector, progress=self.config.progress,
                        desc=f"source seed{seed}")
         info = {"task": self.config.task, "seed": seed, "model": self.config.model, **result.to_dict()}
-        D.save_trained_state(folder, model, info)
+        info = R.on_main(lambda info=info: self._commit_source_model(folder, model, info, seed)[1])
+        R.broadcast_module_state(model)  # rank 0's, in case it loaded another worker's
+        return model, info
+
+    def _commit_source_model(self, folder: Path, model, info: dict, seed: int):
+        """Save a source model just trained, unless another process on this output dir (another
+        shard's worker) saved this seed's first while it trained: then that one is loaded into
+        ``model`` instead. The check and the save hold the directory's lock, so exactly one model
+        is ever saved, the first to finish training, and every cell of the directory starts from it."""
+        with exclusive_lock(D.lock_path(self.out)):
+            if D.state_path(folder).exists() and D.info_path(folder).exists():
+                logger.info("source model for seed %d: another worker saved %s first; using that one", seed, folder)
+                D.load_trained_state(model, folder, base=self.model_path)
+                return model, read_json(D.info_path(folder))
+            D.save_trained_state(folder, model, info)
         return model, info
 
     # ------------------------------------------------------------------ cells
@@ -287,24 +352,51 @@ class Runner:
                     cells.append((CellKey(c.task, label, k, seed), method, k))
         return cells
 
-    def run(self) -> list[CellKey]:
-        """Run every unfinished cell; returns the cells run now."""
-        check_run_config(self.out, {**self.config.result_settings(), "targets": list(self.targets)})
-        if not self.hub:  # the hub's files are versioned by the hub, not here
-            check_data_files(self.out, self.config.data_dir,
-                             [f for lang in (self.config.source, *self.targets)
-                              for f in self.task.data_files(lang, self.config.data_dir)],
-                             skipped_targets=self.skipped_targets)
-        done = self.store.finished_cells()
-        todo = [cell for cell in self.plan_cells() if cell[0] not in done]
-        skipped = len(self.plan_cells()) - len(todo)
+    def cell_cost(self, method: str) -> tuple[float, bool]:
+        """A cell's rough cost for :func:`assign_shards` (its jobs, in full trainings), and whether
+        it starts from its seed's source model."""
+        c = self.config
+        jobs = M.plan_jobs(method, self.targets, source=c.source, language_set=c.language_set,
+                           oracle_includes_source=c.oracle_includes_source)
+        cost = sum(FULL_TRAINING_COST if job.with_source_data else SMALL_JOB_COST for job in jobs)
+        return cost, M.get_method(method).init == M.SOURCE_MODEL
+
+    def shard_cells(self, index: int, count: int) -> list[tuple[CellKey, str, int]]:
+        """The cells of shard ``index`` (1-based) of ``count``: disjoint, and all shards together are
+        :meth:`plan_cells`, split by :func:`assign_shards`; in plan order."""
+        if not 1 <= index <= count:
+            raise ValueError(f"shard {index}/{count}: need 1 <= I <= N")
+        cells = self.plan_cells()
+        costs = [self.cell_cost(method) for _, method, _ in cells]
+        shard = assign_shards([key for key, _, _ in cells], [c for c, _ in costs], [n for _, n in costs], count)
+        return [cell for cell, s in zip(cells, shard) if s == index - 1]
+
+    def run(self, shard: tuple[int, int] | None = None) -> list[CellKey]:
+        """Run every unfinished cell (of shard ``(I, N)`` only: :meth:`shard_cells`); returns the cells run now."""
+        def check_run_dir():  # several processes (torchrun): rank 0 only; a failed check stops every rank
+            with exclusive_lock(D.lock_path(self.out)):  # the workers of a sharded grid check and record these at once
+                check_run_config(self.out, {**self.config.result_settings(), "targets": list(self.targets)})
+                if not self.hub:  # the hub's files are versioned by the hub, not here
+                    check_data_files(self.out, self.config.data_dir,
+                                     [f for lang in (self.config.source, *self.targets)
+                                      for f in self.task.data_files(lang, self.config.data_dir)],
+                                     skipped_targets=self.skipped_targets)
+
+        R.on_main(check_run_dir)
+        planned = self.plan_cells() if shard is None else self.shard_cells(*shard)
+        if shard is not None:
+            logger.info("shard %d/%d: %d of the %d cells", *shard, len(planned), len(self.plan_cells()))
+        done = R.on_main(self.store.finished_cells)  # every rank runs the cells rank 0 finds unfinished
+        todo = [cell for cell in planned if cell[0] not in done]
+        skipped = len(planned) - len(todo)
         if skipped:
             logger.info("resuming: %d finished cell(s) in %s skipped", skipped, self.store.results_path)
         for key, method, k in todo:
             start = time.perf_counter()
             logger.info("cell %s: starting", key.label())
             results, runs = self.run_cell(key, method, k)
-            self.store.record_cell(key, results, runs)
+            if R.is_main():  # several processes: every rank computed the cell, rank 0 records it
+                self.store.record_cell(key, results, runs)
             logger.info("cell %s: done in %.0f s", key.label(), time.perf_counter() - start)
         return [key for key, _, _ in todo]
 
@@ -330,7 +422,7 @@ class Runner:
         m = M.get_method(method)
         jobs = M.plan_jobs(method, self.targets, source=c.source, language_set=c.language_set,
                            oracle_includes_source=c.oracle_includes_source)
-        if k:
+        if k and R.is_main():
             self.write_shot_manifest(k, seed)
         results, runs = [], []
 
@@ -363,7 +455,7 @@ class Runner:
                     selection = M.SELECT_LAST
                 run = {**record_base, **outcome.to_dict(), "shot_languages": list(job.shot_languages),
                        "oracle_languages": list(job.oracle_languages), "selection": selection}
-                if c.save_models:
+                if c.save_models and R.is_main():
                     D.save_trained_state(D.cell_model_dir(self.out, key.task, key.method, k, seed, job.name), model,
                                          {**record_base, "model": c.model, **outcome.to_dict()})
             else:

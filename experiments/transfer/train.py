@@ -9,6 +9,18 @@ One optimizer step::
     clip_grad_norm_(max_grad_norm)          (after the surgery)
     optimizer.step(); scheduler.step(); zero_grad()
 
+Several processes (``torchrun``, see :mod:`transfer.distributed_run`): the model is wrapped in
+``DistributedDataParallel``; every rank draws the same global micro-batches (the same seeded
+sampler) and trains on its contiguous slice of the rows, its loss weighted by its share of the
+micro-batch's loss units (labelled tokens for tagging, rows otherwise), so the averaged gradient
+is the one-process gradient of the global micro-batch's mean loss (the sums run in another
+order: equal to float rounding). Accumulation is local (``no_sync``) until a step's last
+micro-batch, unless the surgery runs after every micro-batch. The surgery uses ``sgs_ext``'s
+DDP support (rank 0's draws; every rank runs the whole oracle batch with the same private RNG;
+the oracle gradients are averaged). Every rank evaluates and keeps rank 0's score. Equality
+with one process needs no dropout in the training forward (each rank draws its own masks, for
+its own slice); the oracle passes' dropout is the one-process one on every rank.
+
 AdamW (eps 1e-8, no weight decay on biases and LayerNorm weights), a linear
 schedule with optional warm-up. With a :class:`Selector`, the model is evaluated
 every ``selector.every`` optimizer steps and after the last one; the best
@@ -38,6 +50,8 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from . import distributed_run as R
 
 logger = logging.getLogger(__name__)
 
@@ -312,6 +326,22 @@ def train(
     params = trainable_parameters(model)
     if not params:
         raise ValueError(f"{desc}: the model has no trainable parameters")
+    # several processes (torchrun): DDP, each rank on its slice of every global micro-batch
+    ddp, rank, world = None, R.rank(), R.world_size()
+    if R.is_distributed():
+        if rank:  # each rank its own dropout masks (rank 0 keeps the one-process stream)
+            torch.manual_seed(seed + 1_000_003 * rank)
+        from torch.nn.parallel import DistributedDataParallel
+
+        import inspect
+
+        # the buffers are constants (position ids): no sync before every forward (a collective each)
+        no_buffer_sync = ({"forward_sync_buffers": False}
+                          if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                          else {"broadcast_buffers": False})
+        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                      **no_buffer_sync)
+    forward = ddp if ddp is not None else model
     optimizer = torch.optim.AdamW(parameter_groups(model, settings.weight_decay), lr=settings.lr,
                                   eps=settings.adam_eps)
     per_epoch, total_steps = count_steps(len(dataset), settings)
@@ -327,15 +357,18 @@ def train(
         from sgs_ext import StochasticGradientSurgery
 
         # per-micro-batch surgery (the published code) projects the *running* accumulated gradient
+        # under DDP (sgs_ext's own support): every rank runs the whole oracle batch with the same
+        # private RNG, in DDP's no_sync; the surgery averages the (identical) oracle gradients
         surgeon = StochasticGradientSurgery(params, alpha=surgery.alpha, mode=surgery.mode, seed=seed,
-                                            observe=surgery.observe)
+                                            observe=surgery.observe,
+                                            **({"ddp_module": ddp} if ddp is not None else {}))
         oracle_rng = IsolatedRNG(seed, device)
 
         def closure(batch):
             if callable(batch):  # a new batch at every oracle pass
-                return lambda: oracle_rng.run(lambda: model(**to_device(batch(), device)).loss)
+                return lambda: oracle_rng.run(lambda: forward(**to_device(batch(), device)).loss)
             on_device = to_device(batch, device)  # one fixed batch, moved once
-            return lambda: oracle_rng.run(lambda: model(**on_device).loss)
+            return lambda: oracle_rng.run(lambda: forward(**on_device).loss)
 
         closures = {lang: closure(batch) for lang, batch in oracle_batches.items()}
 
@@ -353,7 +386,7 @@ def train(
     def evaluate(step):
         nonlocal best_state, eval_seconds
         start = time.perf_counter()
-        score = float(selector.evaluate(model))
+        score = R.broadcast_float(float(selector.evaluate(model)))  # every rank: rank 0's decision
         model.train()
         eval_seconds += time.perf_counter() - start
         result.curve.append({"step": step, "kind": "dev", "value": score, "set": selector.name})
@@ -371,12 +404,15 @@ def train(
     # padded tokens of the largest micro-batch so far, kept and recomputed apart (a recomputed one
     # needs far less memory per token): release_free_heap before a larger one of the same kind
     largest_batch = {False: 0, True: 0}
-    bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=total_steps, desc=desc, disable=not progress or rank != 0, leave=False)
     try:
         while step < total_steps:
             micro_losses = []
             batches = iter(loader)
             for i, batch in enumerate(batches):
+                last_of_step = len(micro_losses) + 1 >= settings.grad_accum_steps or i + 1 == len(loader)
+                if ddp is not None:
+                    batch, units, total_units, empty = R.shard_batch(batch, rank, world)
                 size = _batch_tokens(batch)
                 recompute = (device.type == "cpu" and RECOMPUTE_LAYERS_MIN_TOKENS is not None
                              and size >= RECOMPUTE_LAYERS_MIN_TOKENS)
@@ -384,11 +420,27 @@ def train(
                     largest_batch[recompute] = size
                     if device.type == "cpu":
                         release_free_heap()
-                with recomputed_layers(model, recompute):
-                    loss = model(**to_device(batch, device)).loss
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"{desc}: loss is {loss.item()} at step {step + 1}")
-                    (loss / settings.grad_accum_steps).backward()
+                if ddp is None:
+                    with recomputed_layers(model, recompute):
+                        loss = model(**to_device(batch, device)).loss
+                        if not torch.isfinite(loss):
+                            raise FloatingPointError(f"{desc}: loss is {loss.item()} at step {step + 1}")
+                        (loss / settings.grad_accum_steps).backward()
+                else:
+                    # accumulate locally (no_sync) until the step's last micro-batch, unless the surgery
+                    # runs after every micro-batch: it must see the synchronised running gradient
+                    local_only = not last_of_step and not (surgeon is not None and surgery.per_micro_batch)
+                    with ddp.no_sync() if local_only else contextlib.nullcontext(), \
+                            recomputed_layers(model, recompute):
+                        out = ddp(**to_device(batch, device))
+                        # this rank's share of the global micro-batch's mean loss (its units over all
+                        # ranks' units): the shares sum to the one-process loss, DDP's mean of the
+                        # gradients of world x share to its gradient
+                        share = R.zero_loss(out) if empty or not units else out.loss * (units / total_units)
+                        loss = R.all_reduce_sum(share)  # the same on every rank: all stop together
+                        if not torch.isfinite(loss):
+                            raise FloatingPointError(f"{desc}: loss is {loss.item()} at step {step + 1}")
+                        (share * (world / settings.grad_accum_steps)).backward()
                 micro_losses.append(loss.item())
                 last_in_epoch = i + 1 == len(loader)
                 if surgeon is not None and surgery.per_micro_batch:
