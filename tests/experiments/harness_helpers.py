@@ -8,6 +8,7 @@ language's words.
 """
 from __future__ import annotations
 
+import importlib.util
 import random
 from pathlib import Path
 
@@ -110,3 +111,16 @@ def single_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+#: The harness's command-line entry point.
+RUN_PY = Path(__file__).resolve().parents[2] / "experiments" / "run.py"
+
+
+def load_run_script():
+    """``experiments/run.py`` imported as a module (its ``main``, ``build_parser``, ...)."""
+    spec = importlib.util.spec_from_file_location("run_script", RUN_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+

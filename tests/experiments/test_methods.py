@@ -133,13 +133,7 @@ class Spy:
 
 @pytest.fixture(scope="module")
 def run_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("run_script", Path(__file__).resolve().parents[2] / "experiments"
-                                                  / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return H.load_run_script()
 
 
 def make_runner(config, model):

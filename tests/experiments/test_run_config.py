@@ -1,5 +1,4 @@
 """run.py's flags and their resolution into a RunConfig (config.PRECEDENCE: flag > model > preset > paper)."""
-import importlib.util
 import re
 import sys
 import types
@@ -7,17 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from transfer import config as C
+sys.path.insert(0, str(Path(__file__).parent))
+import harness_helpers as H  # noqa: E402
 
-RUN_PY = Path(__file__).resolve().parents[2] / "experiments" / "run.py"
+from transfer import config as C  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def run_module():
-    spec = importlib.util.spec_from_file_location("run_script", RUN_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return H.load_run_script()
 
 
 def resolve(run_module, *argv, data_dir=None):

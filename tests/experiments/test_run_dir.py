@@ -1,7 +1,6 @@
 """The run directory's layout has one owner (``transfer.run_dir``): a tiny ``run.py`` writes
 exactly the paths it names (and the reports), and its one loader of saved states refuses a
 state that does not fit the model, naming the tensor."""
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import harness_helpers as H  # noqa: E402
 
 from transfer import run_dir as D  # noqa: E402
 
-RUN_PY = Path(__file__).resolve().parents[2] / "experiments" / "run.py"
+RUN_PY = H.RUN_PY
 TARGETS = ("xx", "hh")
 
 
@@ -28,9 +27,7 @@ def tiny_run(tmp_path_factory):
     data = H.write_pos_data(root / "data")
     model = H.write_tiny_model(root / "model")
     out = root / "out"
-    spec = importlib.util.spec_from_file_location("run_script", RUN_PY)
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
+    run = H.load_run_script()
     argv = ["--task", "pos", "--methods", "zero-shot,ord-fs,naive-mix-train", "--k", "2", "--seeds", "1",
             "--targets", ",".join(TARGETS), "--data-dir", str(data), "--model", str(model), "--output-dir", str(out),
             "--lr", "5e-3", "--batch-size", "8", "--epochs", "1", "--max-steps", "2", "--eval-every", "1",

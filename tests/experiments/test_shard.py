@@ -4,7 +4,6 @@ The assignment is disjoint and covering for any N; two workers run at once as tw
 one output directory record every cell exactly once, the same records as one unsharded run;
 a source model two workers both trained is saved once (the first to finish) and reused."""
 import collections
-import importlib.util
 import json
 import os
 import subprocess
@@ -22,7 +21,7 @@ from transfer import run_dir as D  # noqa: E402
 from transfer.results import CellKey, read_jsonl  # noqa: E402
 from transfer.runner import FULL_TRAINING_COST, SMALL_JOB_COST, assign_shards  # noqa: E402
 
-RUN_PY = Path(__file__).resolve().parents[2] / "experiments" / "run.py"
+RUN_PY = H.RUN_PY
 TARGETS = ("xx", "hh")
 
 
@@ -33,10 +32,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def run_module():
-    spec = importlib.util.spec_from_file_location("run_script", RUN_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return H.load_run_script()
 
 
 @pytest.fixture(scope="module")
