@@ -141,3 +141,17 @@ def load_trained_state(model, model_dir, *, base: str) -> None:
     if wrong:
         raise ValueError(f"{path} does not fit the model {base}: shapes differ: {'; '.join(wrong[:3])}")
     model.load_state_dict(state, strict=False)
+
+
+def is_saved(model_dir) -> bool:
+    """Whether ``model_dir`` holds a complete :func:`save_trained_state` (state and info)."""
+    return state_path(model_dir).exists() and info_path(model_dir).exists()
+
+
+def load_saved(model, model_dir, *, base: str) -> dict:
+    """:func:`load_trained_state` into ``model``, and return the saved info."""
+    from .results import read_json
+
+    load_trained_state(model, model_dir, base=base)
+    return read_json(info_path(model_dir))
+

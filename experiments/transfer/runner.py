@@ -28,7 +28,7 @@ from . import distributed_run as R
 from . import methods as M
 from . import run_dir as D
 from .config import RunConfig
-from .results import CellKey, ResultStore, check_data_files, check_run_config, exclusive_lock, read_json
+from .results import CellKey, ResultStore, check_data_files, check_run_config, exclusive_lock
 from .shots import cap, draw_shots, update_manifest
 from .tasks.base import release_file_cache
 from .train import MixedSet, OptimSettings, RandomOracleBatch, Selector, SurgerySettings, count_steps, freeze_word_embeddings, set_seed, train
@@ -304,10 +304,9 @@ class Runner:
         folder = D.source_model_dir(self.out, self.config.task, seed)
         model = self.pretrained_model(seed)
         # several processes (torchrun): rank 0 reads and writes the cache, the others get its model
-        if R.on_main(lambda: D.state_path(folder).exists() and D.info_path(folder).exists()):
+        if R.on_main(D.is_saved, folder):
             logger.info("source model for seed %d: reusing %s", seed, folder)
-            info = R.on_main(lambda: (D.load_trained_state(model, folder, base=self.model_path),
-                                      read_json(D.info_path(folder)))[1])
+            info = R.on_main(D.load_saved, model, folder, base=self.model_path)
             R.broadcast_module_state(model)
             return model, info
         logger.info("source model for seed %d: training on %s", seed, self.config.source)
@@ -328,10 +327,9 @@ class Runner:
         ``model`` instead. The check and the save hold the directory's lock, so exactly one model
         is ever saved, the first to finish training, and every cell of the directory starts from it."""
         with exclusive_lock(D.lock_path(self.out)):
-            if D.state_path(folder).exists() and D.info_path(folder).exists():
+            if D.is_saved(folder):
                 logger.info("source model for seed %d: another worker saved %s first; using that one", seed, folder)
-                D.load_trained_state(model, folder, base=self.model_path)
-                return model, read_json(D.info_path(folder))
+                return model, D.load_saved(model, folder, base=self.model_path)
             D.save_trained_state(folder, model, info)
         return model, info
 
@@ -361,12 +359,12 @@ class Runner:
         cost = sum(FULL_TRAINING_COST if job.with_source_data else SMALL_JOB_COST for job in jobs)
         return cost, M.get_method(method).init == M.SOURCE_MODEL
 
-    def shard_cells(self, index: int, count: int) -> list[tuple[CellKey, str, int]]:
+    def shard_cells(self, index: int, count: int, cells=None) -> list[tuple[CellKey, str, int]]:
         """The cells of shard ``index`` (1-based) of ``count``: disjoint, and all shards together are
-        :meth:`plan_cells`, split by :func:`assign_shards`; in plan order."""
+        :meth:`plan_cells` (or ``cells``, its result), split by :func:`assign_shards`; in plan order."""
         if not 1 <= index <= count:
             raise ValueError(f"shard {index}/{count}: need 1 <= I <= N")
-        cells = self.plan_cells()
+        cells = self.plan_cells() if cells is None else cells
         costs = [self.cell_cost(method) for _, method, _ in cells]
         shard = assign_shards([key for key, _, _ in cells], [c for c, _ in costs], [n for _, n in costs], count)
         return [cell for cell, s in zip(cells, shard) if s == index - 1]
@@ -383,9 +381,10 @@ class Runner:
                                      skipped_targets=self.skipped_targets)
 
         R.on_main(check_run_dir)
-        planned = self.plan_cells() if shard is None else self.shard_cells(*shard)
+        cells = self.plan_cells()
+        planned = cells if shard is None else self.shard_cells(*shard, cells=cells)
         if shard is not None:
-            logger.info("shard %d/%d: %d of the %d cells", *shard, len(planned), len(self.plan_cells()))
+            logger.info("shard %d/%d: %d of the %d cells", *shard, len(planned), len(cells))
         done = R.on_main(self.store.finished_cells)  # every rank runs the cells rank 0 finds unfinished
         todo = [cell for cell in planned if cell[0] not in done]
         skipped = len(planned) - len(todo)
