@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--source-selection", choices=("source-dev", "last"), default=None,
                    help="checkpoint of the source model and the one-step methods: the best on the English dev set "
                         "(paper; default) or the last (the paper's choice for TyDiQA, its default there)")
+    g.add_argument("--selection", choices=("method", "average"), default=None,
+                   help="method (default): each method's own checkpoint (--source-selection for the one-step "
+                        "methods, the last for ord-FS and mix-FT, the target dev set's best for ord-FS+dev); "
+                        "average: the one-step, ord-FS and mix-FT models are the average of their parameters over "
+                        "the last half of their steps (checkpoint averaging, Schmidt et al. 2023: no dev set), "
+                        "their rule's checkpoint scored beside it")
     g.add_argument("--eval-batch-size", type=int, default=None, help="evaluation batch size (default 64)")
     g = p.add_argument_group("gradient surgery")
     g.add_argument("--alpha", type=float, default=None,

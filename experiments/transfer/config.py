@@ -240,6 +240,7 @@ PRECEDENCE: dict[str, tuple[str, ...]] = {
     "eval_every": ("flag", "model", "preset", "paper"),
     "eval_batch_size": ("flag", "preset", "default"),
     "source_selection": ("flag", "model", "preset", "paper"),
+    "selection": ("flag",),  # None: each method's own rule; "average": checkpoint averaging
     # surgery
     "alpha": ("flag", "model", "preset", "variant", "paper"),
     # where the paper's text and its published code differ (text: the default)
@@ -308,6 +309,10 @@ class RunConfig:
     eval_every: int
     eval_batch_size: int
     source_selection: str  # "source-dev" (best on the English dev set every eval_every steps) or "last"
+    # None: each method's rule (source_selection; last for ord-FS and mix-FT; target dev for ord-FS+dev);
+    # "average": one-step and last-kept target-adapting models are the average of their parameters
+    # over the last train.AVERAGE_FRACTION of training (the rule's checkpoint is scored beside it)
+    selection: str | None
     # surgery
     alpha: float
     language_set: str | tuple[str, ...]  # "all", "single" or a tuple of languages
@@ -340,6 +345,9 @@ class RunConfig:
                 continue
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
+        # the evaluation protocol, not a setting: a run made before evaluation sets dropped the
+        # examples equal to a shot by content (only by uid) has not this key, and is not resumed
+        out["eval_excludes_shot_content"] = True
         return out
 
 
@@ -394,6 +402,7 @@ _FLAG_PARSERS = {
     "seeds": lambda text: parse_list(text, "--seeds", int),
     "targets": lambda text: _ALL if text == "all" else parse_list(text, "--targets"),
     "language_set": lambda text: text if text in ("all", "single") else parse_list(text, "--language-set"),
+    "selection": lambda text: None if text == "method" else text,
     "data_dir": Path,
     "output_dir": Path,
 }
@@ -452,7 +461,7 @@ _CASTS = {"lr": float, "batch_size": int, "grad_accum_steps": int, "epochs": flo
 
 
 #: the settings whose sources may all leave them unset (None: every language, the hub, all data)
-_MAY_BE_NONE = {"targets", "data_dir", "max_source_examples", "max_dev_examples", "max_eval_examples"}
+_MAY_BE_NONE = {"targets", "data_dir", "max_source_examples", "max_dev_examples", "max_eval_examples", "selection"}
 
 
 def _check(name: str, value, r: dict):
@@ -509,6 +518,8 @@ def _check(name: str, value, r: dict):
         value = None  # 0 = all (lets a user lift the demo's cap)
     if name == "source_selection" and value not in ("source-dev", "last"):
         raise ValueError(f"--source-selection: expected source-dev or last, got {value!r}")
+    if name == "selection" and value not in (None, "average"):
+        raise ValueError(f"--selection: expected method or average, got {value!r}")
     if name == "alpha" and not 0.0 <= value <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1], got {value}")
     return value

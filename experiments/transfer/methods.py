@@ -42,6 +42,7 @@ PRETRAINED = "pretrained"  # Job.init: start from the pretrained encoder
 SELECT_LAST = "last"
 SELECT_TARGET_DEV = "target-dev"
 SELECT_SOURCE_DEV = "source-dev"
+SELECT_AVERAGE = "average"  # --selection average: the parameters' average over the last steps
 
 
 @dataclass(frozen=True)

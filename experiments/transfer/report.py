@@ -141,15 +141,45 @@ def paired_differences(results: list[dict], roles: tuple[str, ...] = ("target",)
             seeds = sorted(set(a) & set(b))
             if not seeds:
                 continue
-            diffs = [a[s][0] - b[s][0] for s in seeds]
-            mean, sd = mean_sd(diffs)
-            half = t_quantile_975(len(diffs) - 1) * sd / math.sqrt(len(diffs)) if sd is not None else None
-            rows.append({
-                "task": task, "metric": metric, "k": k, "method": method, "baseline": baseline,
-                "mean": mean, "sd": sd, "n_seeds": len(diffs), "diffs": diffs, "seeds": seeds,
-                "ci_low": None if half is None else mean - half, "ci_high": None if half is None else mean + half,
-                "seeds_to_detect": None if not sd else max(2, math.ceil((_Z_SUM * sd / DETECT) ** 2)),
-            })
+            rows.append({"task": task, "metric": metric, "k": k, "method": method, "baseline": baseline,
+                         **paired_stats([a[s][0] - b[s][0] for s in seeds], seeds)})
+    return rows
+
+
+def paired_stats(diffs: list[float], seeds: list[int]) -> dict:
+    """Mean, sd, 95% t-interval of per-seed differences, and the seeds a +DETECT one would need."""
+    mean, sd = mean_sd(diffs)
+    half = t_quantile_975(len(diffs) - 1) * sd / math.sqrt(len(diffs)) if sd is not None else None
+    return {"mean": mean, "sd": sd, "n_seeds": len(diffs), "diffs": diffs, "seeds": seeds,
+            "ci_low": None if half is None else mean - half, "ci_high": None if half is None else mean + half,
+            "seeds_to_detect": None if not sd else max(2, math.ceil((_Z_SUM * sd / DETECT) ** 2))}
+
+
+def reading(r: dict) -> str:
+    """What a paired difference's interval says."""
+    if r["ci_low"] is None:
+        return "–"
+    if r["ci_low"] <= 0 <= r["ci_high"]:
+        return "inside the noise"
+    return "method better" if r["ci_low"] > 0 else "baseline better"
+
+
+#: the checkpoint ``--selection average`` scores beside the average (and "last"), for the
+#: methods whose rule selects on the English dev set
+RULE_CHECKPOINT = "source-dev"
+
+
+def checkpoint_differences(results: list[dict], other: str, roles: tuple[str, ...] = ("target",)) -> list[dict]:
+    """Per (task, metric, method, K): the per-seed paired difference selected − ``other``
+    checkpoint (the same trainings scored twice), as :func:`paired_differences`."""
+    selected, alternative = seed_averages(results, roles), seed_averages(results, roles, other)
+    rows = []
+    for key in sorted(set(selected) & set(alternative), key=lambda c: (c[0], c[1], c[3], method_rank(c[2]))):
+        seeds = sorted(set(selected[key]) & set(alternative[key]))
+        if seeds:
+            task, metric, method, k = key
+            rows.append({"task": task, "metric": metric, "k": k, "method": method, "checkpoint": other,
+                         **paired_stats([selected[key][s][0] - alternative[key][s][0] for s in seeds], seeds)})
     return rows
 
 
@@ -162,10 +192,7 @@ def paired_markdown(results: list[dict]) -> str:
     table = []
     for label, roles in AVERAGES:
         for r in paired_differences(results, roles):
-            verdict = "–"
-            if r["ci_low"] is not None:
-                verdict = "inside the noise" if r["ci_low"] <= 0 <= r["ci_high"] else (
-                    "method better" if r["ci_low"] > 0 else "baseline better")
+            verdict = reading(r)
             table.append([r["task"], r["metric"], label, str(r["k"]), f"{r['method']} − {r['baseline']}",
                           f"{r['mean']:+.2f}", _fmt_opt(r["sd"]),
                           "–" if r["ci_low"] is None else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
@@ -196,6 +223,32 @@ def last_checkpoint_markdown(results: list[dict]) -> str:
     return _markdown_table(["task", "metric", "K", "method", "selected", "last", "selected − last"], table)
 
 
+def averaging_markdown(results: list[dict]) -> str:
+    """``--selection average``: the averaged model against the rule's checkpoint (selected on
+    the English dev set) and the last one, paired over seeds, both averages; empty without it."""
+    averaged = {(r["task"], r["method"], int(r["k"])) for r in results if r.get("selection") == "average"}
+    table = []
+    for label, roles in AVERAGES:
+        for other in (RULE_CHECKPOINT, "last"):
+            for r in checkpoint_differences(results, other, roles):
+                if (r["task"], r["method"], r["k"]) not in averaged:
+                    continue
+                table.append([r["task"], r["metric"], label, str(r["k"]), r["method"], f"average − {other}",
+                              f"{r['mean']:+.2f}", _fmt_opt(r["sd"]),
+                              "–" if r["ci_low"] is None else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
+                              str(r["n_seeds"]), ", ".join(f"{d:+.2f}" for d in r["diffs"]),
+                              reading(r).replace("method", "average").replace("baseline", other)])
+    if not table:
+        return ""
+    header = ["task", "metric", "average", "K", "method", "difference", "mean", "sd", "95% CI", "seeds",
+              "per seed", "reading"]
+    return ("\n## Checkpoint averaging (--selection average)\n\n" + _markdown_table(header, table)
+            + "\nThe same trainings scored at two checkpoints: the average of the parameters over the last "
+            "half of the steps (the selected model of this run) minus the checkpoint the method's rule "
+            f"keeps ({RULE_CHECKPOINT}: the best on the English dev set) or the last one; paired over seeds, "
+            "95% t-interval as above.\n")
+
+
 def summary_csv(results: list[dict]) -> str:
     """summary.csv: one row per score average (kind "score", per checkpoint and average) and per paired
     difference (kind "difference", method − baseline)."""
@@ -204,7 +257,7 @@ def summary_csv(results: list[dict]) -> str:
     num = lambda v: "" if v is None else f"{v:.4f}"  # noqa: E731
     rows = []
     for label, roles in AVERAGES:
-        for checkpoint in ("selected", "last"):
+        for checkpoint in ("selected", "last", RULE_CHECKPOINT):
             for r in summarize(results, roles, checkpoint):
                 rows.append(["score", r["task"], r["metric"], label, checkpoint, r["k"], r["method"], "",
                              num(r["mean"]), num(r["sd"]), r["n_seeds"], r["n_languages"], "", "", ""])
@@ -447,7 +500,8 @@ def write_reports(output_dir: str | Path) -> dict[str, Path]:
     skipped = skipped_markdown(out)
     emit("summary.md", "# Summary (Table 1 layout)\n\n" + summary_markdown(results) + (skipped and "\n" + skipped)
          + "\n## Paired differences over seeds\n\n" + paired_markdown(results)
-         + "\n## Selected against last checkpoint (targets only)\n\n" + last_checkpoint_markdown(results))
+         + "\n## Selected against last checkpoint (targets only)\n\n" + last_checkpoint_markdown(results)
+         + averaging_markdown(results))
     emit("summary.csv", summary_csv(results))
     langs = per_language(results)
     emit("per_language.md", "# Scores per target language (mean ± sd over seeds)\n\n" + per_language_markdown(results))

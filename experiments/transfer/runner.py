@@ -10,8 +10,10 @@ What every method shares, so comparisons are fair:
 - the shots: K per target language per seed from ``task.sample_shots`` (a manifest
   per K and seed in ``shots/``), the same for every method;
 - the evaluation sets: ``task.eval_set(lang, exclude=<the cell's shot uids>)``
-  capped to ``--max-eval-examples`` by a fixed (seed-independent) sample. Zero-shot
-  trained on no shots, so it excludes none;
+  capped to ``--max-eval-examples`` by a fixed (seed-independent) sample, then without
+  any example whose content equals a shot's (WikiANN repeats sentences across splits;
+  the records' ``n_excluded`` counts them). Zero-shot trained on no shots, so it
+  excludes none;
 - the English training subset (``--max-source-examples``, a fixed sample shared by
   every seed) and the English dev set that one-step methods select on;
 - the source model of a seed, trained once (English only, selected on English dev)
@@ -29,7 +31,7 @@ from . import methods as M
 from . import run_dir as D
 from .config import RunConfig
 from .results import CellKey, ResultStore, check_data_files, check_run_config, exclusive_lock
-from .shots import cap, draw_shots, update_manifest
+from .shots import cap, draw_shots, update_manifest, without_shot_content
 from .tasks.base import release_file_cache
 from .train import MixedSet, OptimSettings, RandomOracleBatch, Selector, SurgerySettings, count_steps, freeze_word_embeddings, set_seed, train
 
@@ -237,22 +239,25 @@ class Runner:
     def shots(self, lang: str, k: int, seed: int) -> list:
         return self.shot_draw(lang, k, seed)[1]
 
-    def shot_uids(self, lang: str, k: int, seed: int) -> frozenset:
-        return frozenset(ex.uid for ex in self.shots(lang, k, seed))
-
     def shot_set(self, lang: str, k: int, seed: int):
         """The encoded shots of ``lang``."""
         return self._cached(("shot_set", lang, k, seed), lambda: self.encode(self.shots(lang, k, seed)))
 
-    def eval_set(self, lang: str, exclude: frozenset) -> list:
-        return self._cached(("eval", lang, exclude), lambda: cap(
+    def eval_set(self, lang: str, shots=()) -> tuple[list, int]:
+        """The evaluation examples of ``lang`` for a model trained on ``shots``, and how many
+        equal a shot by content (removed): the task's set without the shots' uids, capped
+        to ``--max-eval-examples`` (the same sample for every cell), then without them."""
+        exclude = frozenset(ex.uid for ex in shots)
+        return self._cached(("eval", lang, exclude), lambda: without_shot_content(cap(
             self.task.eval_set(lang, self._data_dir(), exclude=exclude, **self._data_kwargs()),
-            self.config.max_eval_examples))
+            self.config.max_eval_examples), shots, f"{self.task.name}/{lang} evaluation set"))
 
-    def target_dev(self, lang: str, exclude: frozenset) -> list:
-        return self._cached(("target_dev", lang, exclude), lambda: cap(
+    def target_dev(self, lang: str, shots) -> list:
+        """The selection set of ``lang`` (ord-FS+dev) without ``shots``, as :meth:`eval_set`."""
+        exclude = frozenset(ex.uid for ex in shots)
+        return self._cached(("target_dev", lang, exclude), lambda: without_shot_content(cap(
             self.task.target_dev(lang, self._data_dir(), exclude=exclude, **self._data_kwargs()),
-            self.config.max_dev_examples))
+            self.config.max_dev_examples), shots, f"{self.task.name}/{lang} selection set")[0])
 
     def write_shot_manifest(self, k: int, seed: int) -> Path:
         """Add this K and seed's shots of every target to the run's shot manifest."""
@@ -408,7 +413,7 @@ class Runner:
         def make():
             model, info = self.source_model(seed)
             model.to(self.config.device)
-            examples = self.eval_set(self.config.source, frozenset())
+            examples, _ = self.eval_set(self.config.source)
             start = time.perf_counter()
             scores = self.evaluate(model, examples)
             return scores, len(examples), time.perf_counter() - start, info
@@ -427,16 +432,18 @@ class Runner:
 
         def score_records(model, run, record_base, languages, checkpoint):
             for lang in languages:
-                exclude = self.shot_uids(lang, k, seed) if k and lang != c.source else frozenset()
-                examples = self.eval_set(lang, exclude)
+                shots = self.shots(lang, k, seed) if k and lang != c.source else ()
+                examples, n_excluded = self.eval_set(lang, shots)
                 start = time.perf_counter()
                 scores = self.evaluate(model, examples)
                 test_seconds = time.perf_counter() - start
-                logger.info("%s %s (%s checkpoint): %s", key.label(), lang, checkpoint,
-                            ", ".join(f"{name} {value:.2f}" for name, value in scores.items()))
+                logger.info("%s %s (%s checkpoint): %s%s", key.label(), lang, checkpoint,
+                            ", ".join(f"{name} {value:.2f}" for name, value in scores.items()),
+                            f" ({n_excluded} evaluation examples equal to a shot removed)" if n_excluded else "")
                 results.extend(self.result_records(
                     record_base, run, lang, scores, checkpoint=checkpoint, n_eval=len(examples),
-                    test_seconds=test_seconds, k=k, seed=seed, alpha=c.alpha if m.surgery else None))
+                    n_excluded=n_excluded, test_seconds=test_seconds, k=k, seed=seed,
+                    alpha=c.alpha if m.surgery else None))
 
         for job in jobs:
             record_base = {"task": key.task, "method": key.method, "k": key.k, "seed": seed, "job": job.name}
@@ -449,9 +456,8 @@ class Runner:
             outcome = None
             if job.trains:
                 outcome = self.train_job(model, job, k, seed, desc=f"{key.method} k{k} s{seed} {job.name}")
-                selection = job.selection
-                if selection == M.SELECT_SOURCE_DEV and c.source_selection == "last":
-                    selection = M.SELECT_LAST
+                rule = self.rule_selection(job)
+                selection = M.SELECT_AVERAGE if self.averages(job) else rule
                 run = {**record_base, **outcome.to_dict(), "shot_languages": list(job.shot_languages),
                        "oracle_languages": list(job.oracle_languages), "selection": selection}
                 if c.save_models and R.is_main():
@@ -469,12 +475,21 @@ class Runner:
             score_records(model, run, record_base, job.eval_languages, "selected")
             if outcome is not None and run["selection"] != M.SELECT_LAST:
                 # the last checkpoint too, beside the selected one
+                n_last = len(results)
                 if outcome.last_state is not None:
                     model.load_state_dict(outcome.last_state, strict=False)
                     score_records(model, {**run, "selected_step": run["steps"]}, record_base,
                                   job.eval_languages, "last")
                 else:  # selection kept the last checkpoint: the same scores
                     results.extend({**r, "checkpoint": "last"} for r in results[n_selected:])
+                if run["selection"] == M.SELECT_AVERAGE and rule == M.SELECT_SOURCE_DEV:
+                    # and the rule's (source-dev) checkpoint: averaging against selecting, same training
+                    if outcome.rule_state is not None:
+                        model.load_state_dict(outcome.rule_state, strict=False)
+                        score_records(model, {**run, "selected_step": outcome.rule_step}, record_base,
+                                      job.eval_languages, M.SELECT_SOURCE_DEV)
+                    else:  # the rule chose the last checkpoint
+                        results.extend({**r, "checkpoint": M.SELECT_SOURCE_DEV} for r in results[n_last:])
             del model
         if m.init == M.SOURCE_MODEL and m.shots != "none":
             # target-adapting: the source language keeps the source model (see source_model_scores)
@@ -483,11 +498,12 @@ class Runner:
             run = {"steps": info["steps"], "selected_step": info["selected_step"], "selection": "source model",
                    "train_seconds": 0.0, "eval_seconds": 0.0, "source_train_seconds": info.get("train_seconds")}
             results.extend(self.result_records(record_base, run, c.source, scores, checkpoint="selected",
-                                               n_eval=n_eval, test_seconds=seconds, k=k, seed=seed, alpha=None))
+                                               n_eval=n_eval, n_excluded=0, test_seconds=seconds, k=k, seed=seed,
+                                               alpha=None))
         return results, runs
 
     def result_records(self, record_base: dict, run: dict, lang: str, scores: dict, *, checkpoint: str,
-                       n_eval: int, test_seconds: float, k: int, seed: int, alpha) -> list[dict]:
+                       n_eval: int, n_excluded: int, test_seconds: float, k: int, seed: int, alpha) -> list[dict]:
         """One results record per metric of one evaluation (see the README's Outputs)."""
         c = self.config
         role = "source" if lang == c.source else "target"
@@ -497,7 +513,7 @@ class Runner:
             "checkpoint": checkpoint,
             "selected_step": run["selected_step"], "steps": run["steps"], "selection": run["selection"],
             "train_seconds": run["train_seconds"], "eval_seconds": run["eval_seconds"],
-            "test_seconds": test_seconds, "n_eval": n_eval, "n_shots": n_shots,
+            "test_seconds": test_seconds, "n_eval": n_eval, "n_excluded": n_excluded, "n_shots": n_shots,
             "source_train_seconds": run.get("source_train_seconds"), "model": c.model, "alpha": alpha,
         } for metric in self.task.metrics]
 
@@ -530,7 +546,7 @@ class Runner:
             selector = self.source_dev_selector()
         elif job.selection == M.SELECT_TARGET_DEV:
             lang = job.selection_language
-            dev = self.target_dev(lang, self.shot_uids(lang, k, seed))
+            dev = self.target_dev(lang, self.shots(lang, k, seed))
             per_epoch, _ = count_steps(len(dataset), settings)  # few steps: select once per epoch
             selector = Selector(lambda mdl: self.primary_score(mdl, dev), every=per_epoch, name=f"{lang}-dev")
         oracle_batches, surgery = None, None
@@ -541,7 +557,19 @@ class Runner:
                                       mode="off" if observe else "stochastic", observe=observe)
         if job.with_source_data:  # a long training: the parsed files behind its (cached) sets can go
             release_file_cache()
+        average = self.averages(job)
         return train(model, dataset, settings, seed=seed, device=c.device, selector=selector,
                      oracle_batches=oracle_batches, surgery=surgery, progress=c.progress, desc=desc,
-                     keep_last=selector is not None)
+                     keep_last=selector is not None or average, average=average)
+
+    def rule_selection(self, job: M.Job) -> str:
+        """The checkpoint ``job``'s method keeps: its own rule, ``--source-selection last`` applied."""
+        if job.selection == M.SELECT_SOURCE_DEV and self.config.source_selection == "last":
+            return M.SELECT_LAST
+        return job.selection
+
+    def averages(self, job: M.Job) -> bool:
+        """``--selection average`` applies to ``job``: a one-step or target-adapting training that
+        selects on the English dev set or keeps its last checkpoint (ord-FS+dev keeps its rule)."""
+        return self.config.selection == M.SELECT_AVERAGE and job.trains and job.selection != M.SELECT_TARGET_DEV
 

@@ -24,6 +24,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .data.examples import DataFormatError, content_key
 from .results import atomic_write_text
 
 MANIFEST_FORMAT = "sgs-ext shot manifest"
@@ -72,6 +73,19 @@ def cap(examples: list, n: int | None, seed: int = 0) -> list:
         return list(examples)
     keep = sorted(random.Random(seed).sample(range(len(examples)), n))
     return [examples[i] for i in keep]
+
+
+def without_shot_content(examples: list, shots: Sequence, what: str) -> tuple[list, int]:
+    """``examples`` without those whose content equals a shot's (``data.content_key``), and how
+    many that removed: a repeated sentence is an example the model was trained on, whatever
+    its uid. An evaluation set left empty is an error naming ``what``."""
+    if not shots:
+        return list(examples), 0
+    seen = {content_key(ex) for ex in shots}
+    kept = [ex for ex in examples if content_key(ex) not in seen]
+    if not kept:
+        raise DataFormatError(f"the {what} is empty after removing the examples equal to a shot")
+    return kept, len(examples) - len(kept)
 
 
 def pool_key(task_name: str, pool: Sequence) -> str:

@@ -25,7 +25,12 @@ AdamW (eps 1e-8, no weight decay on biases and LayerNorm weights), a linear
 schedule with optional warm-up. With a :class:`Selector`, the model is evaluated
 every ``selector.every`` optimizer steps and after the last one; the best
 checkpoint (highest score, the earliest on ties) is kept in memory and loaded at
-the end. Without one the last checkpoint is kept.
+the end. Without one the last checkpoint is kept. With ``average=True`` (checkpoint
+averaging, Schmidt et al. 2023, "Free Lunch: Robust Cross-Lingual Transfer via Model
+Checkpoint Averaging": no dev set needed) the model returned is the uniform average of the
+trainable parameters after each of the last ``AVERAGE_FRACTION`` of the optimizer steps,
+kept as a running mean in one extra copy; the rule's checkpoint (the selector's, or the
+last) comes back in ``result.rule_state``.
 
 Memory (see :func:`recomputed_layers` and :func:`release_free_heap`): on the CPU, a
 micro-batch of at least :data:`RECOMPUTE_LAYERS_MIN_TOKENS` padded tokens recomputes its
@@ -103,12 +108,17 @@ class TrainResult:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     last_state: dict | None = None  # keep_last: the last checkpoint's trainable state (not serialised)
+    rule_state: dict | None = None  # average: the selector's checkpoint (None: it is the last one)
+    rule_step: int | None = None  # average: the step of the selector's checkpoint, or the last step
+    average_from_step: int | None = None  # average: the first step whose parameters enter the mean
 
     def to_dict(self) -> dict:
         return {
             "steps": self.steps, "selected_step": self.selected_step, "selected_score": self.selected_score,
             "curve": self.curve, "surgery_counters": self.surgery_counters,
             "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
+            **({"average_from_step": self.average_from_step, "rule_step": self.rule_step}
+               if self.average_from_step is not None else {}),
         }
 
 
@@ -199,6 +209,31 @@ def _snapshot(model) -> dict[str, torch.Tensor]:
     state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     state.update({n: b.detach().clone() for n, b in model.named_buffers()})
     return state
+
+
+#: Checkpoint averaging (``train(average=True)``): the parameters after each of the last half
+#: of the optimizer steps enter the mean (the later, lower-learning-rate half of the linear
+#: schedule; a fixed choice, never tuned on an evaluation set).
+AVERAGE_FRACTION = 0.5
+
+
+def average_start(total_steps: int) -> int:
+    """The first optimizer step whose parameters the average includes (1-based)."""
+    return total_steps - max(1, math.ceil(AVERAGE_FRACTION * total_steps)) + 1
+
+
+class RunningAverage:
+    """The uniform running mean of some tensors (one extra copy): ``add`` after each step."""
+
+    def __init__(self, params: list[torch.Tensor]):
+        self.params = params
+        self.mean = [p.detach().clone() for p in params]
+        self.count = 1
+
+    @torch.no_grad()
+    def add(self) -> None:
+        self.count += 1
+        torch._foreach_lerp_(self.mean, [p.detach() for p in self.params], 1.0 / self.count)
 
 
 #: CPU training micro-batches of at least this many padded tokens (batch x padded length) do
@@ -300,6 +335,7 @@ def train(
     progress: bool = True,
     desc: str = "train",
     keep_last: bool = False,
+    average: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` (a Dataset with ``.collate``); see the module docstring.
 
@@ -315,6 +351,10 @@ def train(
     ``keep_last``: with a selector, also return the last checkpoint's state in
     ``result.last_state`` (None when the selected checkpoint is the last), so the last
     checkpoint can be scored beside the selected one.
+
+    ``average``: return the average of the parameters over the last ``AVERAGE_FRACTION`` of
+    the steps (see the module docstring); ``keep_last`` then returns the last checkpoint even
+    without a selector, and the selector's choice comes back in ``result.rule_state``.
     """
     from tqdm.auto import tqdm
 
@@ -374,6 +414,7 @@ def train(
 
     result = TrainResult(steps=0, selected_step=0, selected_score=None)
     best_state = None
+    averaged, average_from = None, average_start(total_steps) if average else None
     eval_seconds = 0.0
 
     def run_surgery(step):
@@ -458,6 +499,11 @@ def train(
                 mean_loss = float(np.mean(micro_losses))
                 micro_losses = []
                 result.curve.append({"step": step, "kind": "loss", "value": mean_loss})
+                if average_from is not None and step >= average_from:
+                    if averaged is None:
+                        averaged = RunningAverage(params)
+                    else:
+                        averaged.add()
                 bar.update(1)
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 if selector is not None and step % selector.every == 0:
@@ -467,9 +513,18 @@ def train(
                     break
     finally:
         bar.close()
-    if selector is not None:
-        if last_evaluated != step:
-            evaluate(step)
+    if selector is not None and last_evaluated != step:
+        evaluate(step)
+    if averaged is not None:
+        result.rule_step = result.selected_step if selector is not None else step
+        if selector is not None and best_state is not None and result.selected_step != step:
+            result.rule_state = best_state
+        if keep_last:
+            result.last_state = _snapshot(model)
+        with torch.no_grad():
+            torch._foreach_copy_(params, averaged.mean)
+        result.selected_step, result.average_from_step = step, average_from
+    elif selector is not None:
         if best_state is not None and result.selected_step != step:
             if keep_last:
                 result.last_state = _snapshot(model)

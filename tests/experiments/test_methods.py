@@ -19,6 +19,7 @@ def _one_thread():
 
 from transfer import config as C  # noqa: E402
 from transfer import methods as M  # noqa: E402
+from transfer import train as T  # noqa: E402
 
 TARGETS = ("xx", "hh", "dd")
 
@@ -437,3 +438,54 @@ def test_published_code_oracles(tiny_setup, tmp_path):
     assert isinstance(subset, RandomOracleBatch) and len(subset.dataset) == 3 and subset.size == 2
     (job,) = M.plan_jobs("gradient-mix-train", TARGETS, oracle_includes_source=True)
     assert job.oracle_languages[-1] == "en"
+
+
+def test_selection_average_scores_the_average_beside_the_rule_and_the_last(tiny_setup, tmp_path):
+    data, model = tiny_setup
+    methods = "gradient-mix-train,ord-fs"
+    rule = make_runner(make_config(data, tmp_path / "rule", methods=methods), model)
+    rule.run()
+    average = make_runner(make_config(data, tmp_path / "average", methods=methods, selection="average"), model)
+    average.run()
+    by = lambda records: {(r["method"], r["checkpoint"], r["language"], r["metric"]): r for r in records}  # noqa: E731
+    ruled, averaged = by(rule.store.results()), by(average.store.results())
+    assert {c for _, c, _, _ in averaged} == {"selected", "last", "source-dev"}
+    assert {(m, c) for m, c, _, _ in averaged if c == "source-dev"} == {("gradient-mix-train", "source-dev")}
+    for (method, checkpoint, lang, metric), r in ruled.items():
+        # averaging changes no training: the rule's checkpoint and the last score as in the run without it
+        same = "source-dev" if (method, checkpoint) == ("gradient-mix-train", "selected") else checkpoint
+        if (method, lang) == ("ord-fs", "en") or (method, checkpoint) == ("ord-fs", "selected"):
+            same = "selected" if lang == "en" else "last"  # ord-FS's rule is its last checkpoint
+        assert averaged[(method, same, lang, metric)]["value"] == r["value"], (method, checkpoint, lang)
+    assert {r["selection"] for r in average.store.runs()} == {"average"}
+    one_step = [r for r in average.store.runs() if r["method"] == "gradient-mix-train"]
+    assert all(r["average_from_step"] == T.average_start(r["steps"]) for r in one_step)
+    from transfer.report import write_reports
+
+    write_reports(tmp_path / "average"), write_reports(tmp_path / "rule")
+    summary = (tmp_path / "average" / "summary.md").read_text()
+    assert "## Checkpoint averaging" in summary and "average − source-dev" in summary
+    assert "## Checkpoint averaging" not in (tmp_path / "rule" / "summary.md").read_text()
+
+
+def test_an_evaluation_example_equal_to_a_shot_is_removed_and_counted(tiny_setup, tmp_path):
+    import shutil
+
+    data, model = tiny_setup
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    train_file, test_file = copy / "udpos" / "xx" / "train.tsv", copy / "udpos" / "xx" / "test.tsv"
+    test_file.write_text(test_file.read_text() + train_file.read_text())  # every train sentence again in test
+    runner = make_runner(make_config(copy, tmp_path / "out", methods="zero-shot,ord-fs"), model)
+    runner.run()
+    shots = {tuple(ex.tokens) for ex in runner.shots("xx", 2, 1)}
+    n_test = len(runner.task.eval_set("xx", copy))
+    for r in runner.store.results():
+        if r["language"] != "xx":
+            continue
+        if r["method"] == "zero-shot":
+            assert (r["n_eval"], r["n_excluded"]) == (n_test, 0)  # trained on no shots
+        else:
+            assert (r["n_eval"], r["n_excluded"]) == (n_test - len(shots), len(shots))
+    kept, removed = runner.eval_set("xx", runner.shots("xx", 2, 1))
+    assert removed == len(shots) and not shots & {tuple(ex.tokens) for ex in kept}

@@ -373,3 +373,49 @@ def test_isolated_rng_is_its_own_reproducible_stream():
     assert not torch.equal(inside, expected)
     assert torch.equal(T.IsolatedRNG(0, "cpu").run(lambda: torch.rand(3)), inside)  # reproducible from the seed
     assert not torch.equal(rng.run(lambda: torch.rand(3)), inside)  # and it advances
+
+
+# ----------------------------------------------------------------------------- checkpoint averaging
+
+@pytest.mark.parametrize("steps", [1, 2, 7, 10])
+def test_average_start_covers_the_last_fraction_of_the_steps(steps):
+    first = T.average_start(steps)
+    assert 1 <= first <= steps
+    assert steps - first + 1 == max(1, math.ceil(T.AVERAGE_FRACTION * steps))
+
+
+def test_averaging_returns_the_mean_of_the_last_half_and_the_rule_and_last_beside_it(tokenizer):
+    data = ToyTagging(tokenizer, H.sentences("en", 56, 0))  # 7 steps of 8
+    scores = iter([1.0, 5.0, 2.0, 3.0, 0.0, 4.0, 1.0])  # the selector's best: step 2
+    after_step = {}  # the parameters after every step, seen by a selector evaluating at each one
+
+    def evaluate(model):
+        after_step[len(after_step) + 1] = {n: p.detach().clone() for n, p in model.named_parameters()}
+        return next(scores)
+
+    model = tiny_model(tokenizer)
+    result = T.train(model, data, settings(), seed=3, selector=T.Selector(evaluate, every=1), progress=False,
+                     keep_last=True, average=True)
+    first = T.average_start(7)
+    assert (result.average_from_step, result.rule_step, result.selected_step, result.steps) == (first, 2, 7, 7)
+    final = dict(model.named_parameters())
+    for name, p in final.items():
+        terms = [after_step[s][name].double() for s in range(first, 8)]
+        oracle = torch.stack(terms).mean(0)
+        # a running mean of n float32 terms: each of its n - 1 updates rounds once or twice
+        bound = 4 * len(terms) * torch.finfo(torch.float32).eps * max(t.abs().max().item() for t in terms) + 1e-30
+        assert (p.detach().double() - oracle).abs().max().item() <= bound, name
+    assert all(torch.equal(result.rule_state[n], after_step[2][n]) for n in final if n in result.rule_state)
+    assert all(torch.equal(result.last_state[n], after_step[7][n]) for n in final if n in result.last_state)
+    assert not all(torch.equal(final[n].detach(), after_step[7][n]) for n in final)  # it is not the last
+
+
+def test_averaging_does_not_change_the_training(tokenizer):
+    data = ToyTagging(tokenizer, H.sentences("en", 48, 0))
+    plain, averaged = tiny_model(tokenizer), tiny_model(tokenizer)
+    a = T.train(plain, data, settings(epochs=2), seed=5, progress=False)
+    b = T.train(averaged, data, settings(epochs=2), seed=5, progress=False, keep_last=True, average=True)
+    assert [r for r in a.curve] == [r for r in b.curve]
+    assert b.rule_state is None and b.rule_step == b.steps  # no selector: the rule keeps the last
+    assert all(torch.equal(p.detach(), b.last_state[n]) for n, p in plain.named_parameters())
+    assert a.to_dict().keys() < b.to_dict().keys()  # the average's steps recorded only when averaging

@@ -107,3 +107,16 @@ class QAExample:
 
 #: Any of the example types above.
 Example = TaggingExample | NLIExample | QAExample
+
+
+def content_key(example: Example) -> tuple:
+    """What makes two examples the same item whatever their uids: a sentence's words, an NLI
+    pair's two sentences, a question with its passage. WikiANN (PAN-X) repeats sentences
+    across its splits, so a shot drawn from ``train`` can reappear in ``test``."""
+    if isinstance(example, TaggingExample):
+        return ("tagging", example.tokens)
+    if isinstance(example, NLIExample):
+        return ("nli", example.premise, example.hypothesis)
+    if isinstance(example, QAExample):
+        return ("qa", example.context, example.question)
+    raise TypeError(f"content_key: not an example: {type(example).__name__}")
