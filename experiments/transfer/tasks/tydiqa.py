@@ -22,10 +22,21 @@ trained or scored on: every role that needs gold answers raises ``DataFormatErro
 Hold-out fallback (local data only): some public copies of TyDiQA-GoldP, among them the
 one in ``../shared/data/xtreme``, ship the dev files with every answer replaced by an empty
 placeholder. For a language whose ``dev.json`` has no gold answer at all but whose
-``train.json`` is labelled (en, ko, sw there), the roles come from ``train.json`` instead,
-cut by a hash of each uid (independent of seeds, K and the run): 20% selection set
-(``source_dev`` / ``target_dev``), 20% evaluation set (``eval_set``), 60% training part
-(``source_train`` and the shot pool). A warning says so once per language. Scores on such a
+``train.json`` is labelled (en, ko, sw there), the roles come from ``train.json`` instead:
+a selection set (``source_dev`` / ``target_dev``, 20% of the questions), an evaluation set
+(``eval_set``, 20%) and a training part (``source_train`` and the shot pool, 60%). The cut is
+by *passage*, not by question: several questions often share one passage (in that copy each
+question is its own ``paragraphs`` entry, the passage repeated, and question ids are not
+unique, so the context text is what identifies a passage; en: 3696 questions on 3429
+passages, ko: 1625 on 1269, sw: 2755 on 1687), and a shot whose passage also sits in the
+evaluation set would leak it. All questions of one passage land in the same part: passages
+are ordered by a hash of their text (sha256 of ``"tydiqa-holdout:" + context``, ties by the
+text), and each takes the part in which the midpoint of its questions falls on the running
+question count (first 20% selection, next 20% evaluation, the rest training). The parts are
+thus fixed (independent of seeds, K, the run and the order of the file) and hold 20/20/60%
+of the questions to within one passage. If a file has so few passages that this leaves a
+part empty, the cut falls back to one by uid hash, whose parts share passages (a warning
+says so). A warning says once per language that the hold-out is in use. Scores on such a
 hold-out are not comparable with the paper's dev-set numbers; languages with neither
 labelled file (ar, bn, fi, id, te there) need the hub (``--hub``) or a labelled copy.
 
@@ -54,15 +65,43 @@ SHOT_UNITS = ("examples", "features")
 
 logger = logging.getLogger(__name__)
 
-#: Hold-out fallback: shares of train.json per role, by uid-hash bucket (of 1000).
-HOLDOUT_SELECT = 200    # buckets [0, 200): selection set
-HOLDOUT_EVAL = 400      # buckets [200, 400): evaluation set; the rest: training part
+#: Hold-out fallback: shares of train.json's questions per role, in thousandths of the running
+#: question count over hash-ordered passages.
+HOLDOUT_SELECT = 200    # [0, 200): selection set
+HOLDOUT_EVAL = 400      # [200, 400): evaluation set; the rest: training part
+HOLDOUT_ROLES = ("select", "eval", "train")
+
+
+def _holdout_hash(key: str) -> str:
+    return hashlib.sha256(f"tydiqa-holdout:{key}".encode("utf-8")).hexdigest()
 
 
 def holdout_role(uid: str) -> str:
-    """``"select"``, ``"eval"`` or ``"train"``: where a train.json question goes in the hold-out fallback."""
-    bucket = int(hashlib.sha256(f"tydiqa-holdout:{uid}".encode("utf-8")).hexdigest()[:8], 16) % 1000
+    """Where a question goes by its uid's hash bucket (of 1000): only the fallback for files too
+    small to cut by passage (see ``holdout_roles``); its parts can share passages."""
+    bucket = int(_holdout_hash(uid)[:8], 16) % 1000
     return "select" if bucket < HOLDOUT_SELECT else "eval" if bucket < HOLDOUT_EVAL else "train"
+
+
+def holdout_roles(examples: Sequence[QAExample]) -> list[str] | None:
+    """``"select"``, ``"eval"`` or ``"train"`` for each question of a train.json in the hold-out
+    fallback, cut by passage (see the module docs): questions with the same context always get the
+    same role. None when the file has too few passages to give every role at least one."""
+    sizes: dict[str, int] = {}
+    for ex in examples:
+        sizes[ex.context] = sizes.get(ex.context, 0) + 1
+    total = len(examples)
+    role_of: dict[str, str] = {}
+    done = 0
+    for context in sorted(sizes, key=lambda c: (_holdout_hash(c), c)):
+        n = sizes[context]
+        midpoint = (2 * done + n) * 1000  # 2 * 1000 * (questions before + half of this passage's)
+        role_of[context] = ("select" if midpoint < 2 * total * HOLDOUT_SELECT
+                            else "eval" if midpoint < 2 * total * HOLDOUT_EVAL else "train")
+        done += n
+    if set(role_of.values()) != set(HOLDOUT_ROLES):
+        return None
+    return [role_of[ex.context] for ex in examples]
 
 
 class TyDiQATask(Task):
@@ -106,15 +145,24 @@ class TyDiQATask(Task):
         train = self.read_split(lang, "train", data_dir)
         if not all(ex.has_gold for ex in train):
             return None
-        parts: dict[str, list[QAExample]] = {"select": [], "eval": [], "train": []}
-        for ex in train:
-            parts[holdout_role(ex.uid)].append(ex)
+        roles = holdout_roles(train)
+        by_passage = roles is not None
+        if roles is None:
+            roles = [holdout_role(ex.uid) for ex in train]
+        parts: dict[str, list[QAExample]] = {role: [] for role in HOLDOUT_ROLES}
+        for ex, role in zip(train, roles):
+            parts[role].append(ex)
         if lang not in self._warned_holdout:
             self._warned_holdout.add(lang)
+            passages = {role: len({ex.context for ex in part}) for role, part in parts.items()}
             logger.warning(
                 "tydiqa/%s: dev.json has no gold answers (placeholders only); using a fixed hold-out of "
-                "train.json instead: %d questions to select on, %d to evaluate on, %d to train / draw shots from",
-                lang, len(parts["select"]), len(parts["eval"]), len(parts["train"]))
+                "train.json instead, cut by %s: %d questions (%d passages) to select on, %d (%d) to evaluate "
+                "on, %d (%d) to train / draw shots from",
+                lang, "passage" if by_passage else
+                f"question only (just {len({ex.context for ex in train})} passages: the parts SHARE passages)",
+                len(parts["select"]), passages["select"], len(parts["eval"]), passages["eval"],
+                len(parts["train"]), passages["train"])
         return parts
 
     def source_train(self, lang, data_dir, hub=False):
