@@ -2,7 +2,7 @@
 surgery (so a wrong fast variant can never win a benchmark), the parameter
 shapes are XLM-R's, the probes compute what they claim, memory is measured,
 and the report writer turns a small fake result set into valid JSON,
-Markdown and PNG.
+Markdown and PNG, and the committed report is its output of the committed raw data.
 """
 import json
 import subprocess
@@ -212,13 +212,14 @@ def test_report_judges_the_bandwidth_target_on_the_paired_case(tmp_path):
     assert row["rounds"] == 3 and row["min_s"] == pytest.approx(0.2) and row["gbps"] == pytest.approx(10.0)
     assert row["probe_gbps"] == pytest.approx({"copy": 8.0, "dot": 16.0, "axpy": 8.0})  # each one's fastest round
     assert row["best_probe"] == "dot" and row["fraction_of_fastest"] == pytest.approx(0.625)
-    # Of the best probe, per round: 0.8, 0.5, 1.0.
+    # Of the best probe, per round: 0.8, 0.5, 1.0; quartiles by statistics.quantiles' "inclusive"
+    # method: of three sorted values, halfway between the first two and between the last two.
     assert row["fraction_of_bandwidth"] == pytest.approx(0.8)
-    assert row["fraction_quartiles"] == pytest.approx([0.5, 1.0])
+    assert row["fraction_quartiles"] == pytest.approx([0.65, 0.9])
     # Of the dot+axpy probes (20n bytes in dot + axpy seconds), per round: 10 / (2 / 0.214), 8 / (2 / 0.2), 10 / (2 / 0.23).
     per_round = sorted([10 / (2 / 0.214), 8 / (2 / 0.2), 10 / (2 / 0.23)])
     assert row["fraction_of_matched_bandwidth"] == pytest.approx(per_round[1])
-    assert row["matched_quartiles"] == pytest.approx([per_round[0], per_round[2]])
+    assert row["matched_quartiles"] == pytest.approx([(per_round[0] + per_round[1]) / 2, (per_round[1] + per_round[2]) / 2])
     # dot+axpy over the best probe, per round: 9.35 / 12.5, 10 / 16, 8.70 / 10.
     assert row["two_pass_ceiling"] == pytest.approx(sorted([2 / 0.214 / 12.5, 2 / 0.2 / 16, 2 / 0.23 / 10])[1])
     assert row["surgery_mix_gbps"] == pytest.approx(2 / 0.2)  # the fastest dot and axpy rounds
@@ -230,7 +231,8 @@ def test_report_judges_the_bandwidth_target_on_the_paired_case(tmp_path):
     assert "median over 3 rounds" in fraction["detail"] and "of the best probe (dot): 0.80" in fraction["detail"]
     md = report.to_markdown(summary)
     assert "## Fused surgery against the probes, round by round" in md
-    assert "| 100M | 100.0M | 200.0 | 10.00 | 8.00 | 16.00 | 8.00 | 107% (80–115%) | 80% (50–100%) (dot) | 75% | 3 |" in md
+    assert "| 100M | 100.0M | 200.0 | 10.00 | 8.00 | 16.00 | 8.00 | 107% (94–111%) | 80% (65–90%) (dot) | 75% | 3 |" in md
+    assert "(../README.md#which-bandwidth-a-surgery-is-measured-against)" in md  # dot+axpy is explained there only
 
 
 def test_report_writes_valid_json_markdown_and_png(tmp_path):
@@ -265,6 +267,23 @@ def test_report_rejects_foreign_json(tmp_path):
     bad.write_text(json.dumps({"benchmarks": [{"name": "x", "extra_info": {}, "stats": {}}]}))
     with pytest.raises(ValueError, match=r"other.json: benchmark 0 \(x\) has no extra_info\['kind'\]"):
         report.load_cases([bad])
+
+
+def test_committed_report_is_what_report_py_makes_of_the_committed_raw_data(tmp_path):
+    """results.md and the README's results section are what report.py makes of results/raw/ now: a
+    change to the writer's output fails here until they are regenerated (and their numbers checked)."""
+    bench = REPO / "benchmarks"
+    raw = bench / "results" / "raw"
+    paths = sorted(raw.glob("bench-*.json"))
+    if not paths:
+        pytest.skip("no committed raw benchmark data")
+    memory, machine = (json.loads((raw / name).read_text()) for name in ("memory.json", "machine.json"))
+    summary = report.summarize(report.load_cases(paths), memory, machine)
+    assert report.to_markdown(summary) == (bench / "results" / "results.md").read_text()  # links from results/
+    readme = tmp_path / "README.md"
+    readme.write_text((bench / "README.md").read_text())
+    report.update_readme(readme, summary)
+    assert readme.read_text() == (bench / "README.md").read_text()
 
 
 def test_update_readme_replaces_only_the_results_section(tmp_path):
