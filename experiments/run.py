@@ -254,7 +254,7 @@ def main(argv=None) -> int:
         logging.getLogger("run").info(
             "task %s, methods %s, K %s, seeds %s, %s -> %s, model %s (lr %g, batch %d, epochs %g, frozen embedding %s)",
             config.task, ",".join(config.methods), ",".join(map(str, config.ks)), ",".join(map(str, config.seeds)),
-            config.source, ",".join(runner.targets), config.model, config.lr, config.batch_size, config.epochs,
+            config.source, ",".join(runner.data.targets), config.model, config.lr, config.batch_size, config.epochs,
             config.freeze_embeddings)
         from tqdm.contrib.logging import logging_redirect_tqdm
 

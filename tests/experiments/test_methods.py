@@ -176,7 +176,7 @@ def test_every_method_runs_and_resumes(tiny_setup, tmp_path, monkeypatch):
     descs = [t["desc"] for t in spy.trained]
     assert descs.count("source seed1") == 1  # the source model is trained once and shared
     # target-adapting: batch K on that language's K shots; mix-FT: all targets' shots
-    shots_of = {lang: runner.shots(lang, 2, 1) for lang in TARGETS}
+    shots_of = {lang: runner.data.shots(lang, 2, 1) for lang in TARGETS}
     assert all(len(s) == 2 for s in shots_of.values())
     ordfs = [t for t in spy.trained if t["desc"].startswith("ord-fs k2")]
     assert [(t["n"], t["batch"], t["selector"]) for t in ordfs] == [(2, 2, None)] * 3
@@ -314,9 +314,9 @@ def test_targets_without_a_shot_pool(tiny_setup, tmp_path):
         with pytest.raises(ValueError, match="--targets: tt has no split to draw pos shots from"):
             make_runner(make_config(data, tmp_path, targets="xx,tt"), model)
         everything = make_runner(make_config(data, tmp_path / "a", targets="all"), model)
-        assert everything.targets == ("dd", "hh", "xx", "yy")  # tt skipped, as the paper skips such languages
+        assert everything.data.targets == ("dd", "hh", "xx", "yy")  # tt skipped, as the paper skips such languages
         zero = make_runner(make_config(data, tmp_path / "b", targets="all", methods="zero-shot"), model)
-        assert "tt" in zero.targets
+        assert "tt" in zero.data.targets
     finally:
         (data / "udpos" / "tt" / "test.tsv").unlink()
         (data / "udpos" / "tt").rmdir()
@@ -427,14 +427,14 @@ def test_published_code_oracles(tiny_setup, tmp_path):
 
     data, model = tiny_setup
     text = make_runner(make_config(data, tmp_path / "a"), model)
-    fixed = text.oracle_batch("xx", 2, 1)  # the text: the K shots, one fixed batch
+    fixed = text.data.oracle_batch("xx", 2, 1)  # the text: the K shots, one fixed batch
     assert not callable(fixed) and fixed["input_ids"].shape[0] == 2
     code = make_runner(make_config(data, tmp_path / "b", oracle_includes_source=True, oracle_shot_subset=True,
                                    k="3", batch_size=8, grad_accum_steps=4), model)
-    english = code.oracle_batch("en", 3, 1)  # a fresh random English batch of min(K, micro-batch) = 2
-    assert isinstance(english, RandomOracleBatch) and english.dataset is code.source_train_set()
+    english = code.data.oracle_batch("en", 3, 1)  # a fresh random English batch of min(K, micro-batch) = 2
+    assert isinstance(english, RandomOracleBatch) and english.dataset is code.data.source_train_set()
     assert english()["input_ids"].shape[0] == 2
-    subset = code.oracle_batch("xx", 3, 1)  # a random min(K, micro-batch) subset of the shots
+    subset = code.data.oracle_batch("xx", 3, 1)  # a random min(K, micro-batch) subset of the shots
     assert isinstance(subset, RandomOracleBatch) and len(subset.dataset) == 3 and subset.size == 2
     (job,) = M.plan_jobs("gradient-mix-train", TARGETS, oracle_includes_source=True)
     assert job.oracle_languages[-1] == "en"
@@ -478,7 +478,7 @@ def test_an_evaluation_example_equal_to_a_shot_is_removed_and_counted(tiny_setup
     test_file.write_text(test_file.read_text() + train_file.read_text())  # every train sentence again in test
     runner = make_runner(make_config(copy, tmp_path / "out", methods="zero-shot,ord-fs"), model)
     runner.run()
-    shots = {tuple(ex.tokens) for ex in runner.shots("xx", 2, 1)}
+    shots = {tuple(ex.tokens) for ex in runner.data.shots("xx", 2, 1)}
     n_test = len(runner.task.eval_set("xx", copy))
     for r in runner.store.results():
         if r["language"] != "xx":
@@ -487,5 +487,5 @@ def test_an_evaluation_example_equal_to_a_shot_is_removed_and_counted(tiny_setup
             assert (r["n_eval"], r["n_excluded"]) == (n_test, 0)  # trained on no shots
         else:
             assert (r["n_eval"], r["n_excluded"]) == (n_test - len(shots), len(shots))
-    kept, removed = runner.eval_set("xx", runner.shots("xx", 2, 1))
+    kept, removed = runner.data.eval_set("xx", runner.data.shots("xx", 2, 1))
     assert removed == len(shots) and not shots & {tuple(ex.tokens) for ex in kept}

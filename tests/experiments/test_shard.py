@@ -19,7 +19,7 @@ import harness_helpers as H  # noqa: E402
 from transfer import config as C  # noqa: E402
 from transfer import run_dir as D  # noqa: E402
 from transfer.results import CellKey, read_jsonl  # noqa: E402
-from transfer.runner import FULL_TRAINING_COST, SMALL_JOB_COST, assign_shards  # noqa: E402
+from transfer.shards import FULL_TRAINING_COST, SMALL_JOB_COST, assign_shards, shard_cells  # noqa: E402
 
 RUN_PY = H.RUN_PY
 TARGETS = ("xx", "hh")
@@ -117,12 +117,12 @@ def test_the_runner_shards_its_own_plan(tiny, run_module):
     runner = Runner(config, model_path=str(model))
     plan = runner.plan_cells()
     for count in (1, 2, 3, 5, len(plan), len(plan) + 3):
-        shards = [runner.shard_cells(i, count) for i in range(1, count + 1)]
+        shards = [shard_cells(plan, config, runner.data.targets, i, count) for i in range(1, count + 1)]
         keys = [key for cells in shards for key, _, _ in cells]
         assert sorted(keys) == sorted(key for key, _, _ in plan) and len(set(keys)) == len(plan)
         assert all(cells == [c for c in plan if c in cells] for cells in shards)  # in plan order
     with pytest.raises(ValueError, match="need 1 <= I <= N"):
-        runner.shard_cells(3, 2)
+        shard_cells(plan, config, runner.data.targets, 3, 2)
 
 
 # ----------------------------------------------------------------------------- workers on one directory
