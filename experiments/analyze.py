@@ -6,15 +6,17 @@ Every command writes a PNG and the numbers behind it (CSV and JSON) into
 
   heatmap      cosine similarity of the languages' gradients (source: mean over source batches;
                targets: their K shots), one heatmap per checkpoint (default: the naive-mix-train
-               and gradient-mix-train models), languages ordered by family (Xu & Murray 2022, Fig. 1)
+               and gradient-mix-train models, averaged over the run's seeds), languages ordered by
+               family (Xu & Murray 2022, Fig. 1)
   overfitting  ord-FS+dev's target dev score per epoch; which languages peak at epoch 1 (Fig. 3)
   gains        top and bottom languages by gradient-mix-train minus ord-FS, per task and K (Tables 2, 8)
   interpolate  a * bilingual + (1 - a) * source model along a grid of a, on source and target dev
                sets; with a target model also the plane bilingual + a1 (source - bilingual)
                + a2 (target - bilingual) as contour plots (Wu, Van Durme & Dredze 2022)
   similarity   zero-shot score and few-shot gain per language against lang2vec similarity to the
-               source (syntax, phonology, inventory, family, geography): Pearson, Spearman and a
-               leave-one-out linear meta-regression (Lauscher et al. 2020)
+               source (syntax, phonology, inventory, family, geography) and the target's CC-100
+               pretraining size: Pearson, Spearman and a leave-one-out linear meta-regression on
+               greedily selected features (Lauscher et al. 2020)
 
 Examples:
     python experiments/analyze.py gains --run-dir outputs/pos-me5-small --top 3
@@ -104,14 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Cosine similarity of the gradients of the source language (the mean over "
                                    "--source-batches training batches) and of each target language's K shots, "
                                    "computed for all pairs in one pass with sgs_ext.gram; one heatmap per "
-                                   "checkpoint, negative cells hatched, languages ordered by family.")
+                                   "checkpoint, negative cells hatched, languages ordered by family. From the run "
+                                   "dir's models and without --seed, the matrices are averaged over every seed the "
+                                   "run has for --methods at K (each seed's models measured with its own shots and "
+                                   "source sample), as the paper averages its seeds; --seed or --checkpoint: one seed. "
+                                   "The title names the seeds and the number of source batches.")
     _output_args(p, run_dir_required=False)
     p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=DIR",
                    help="a checkpoint to analyse, repeatable (default: the run dir's models of --methods)")
     p.add_argument("--methods", default="naive-mix-train,gradient-mix-train",
                    help="without --checkpoint: the methods whose saved models (job 'all') to compare "
                         "(default: naive-mix-train,gradient-mix-train)")
-    p.add_argument("--source-batches", type=int, default=8, help="source batches averaged into its gradient (default 8)")
+    p.add_argument("--source-batches", type=int, default=8,
+                   help="source training batches averaged into its gradient, per seed (default 8, kept small because "
+                        "each batch costs a forward and backward pass per checkpoint and seed, minutes for XLM-R on a "
+                        "CPU; the paper averages 100: --source-batches 100 to match it)")
     p.add_argument("--batch-size", type=int, default=None, help="source batch size (default: the run's, else 32)")
     p.add_argument("--train-mode", action="store_true",
                    help="take the gradients with dropout on, as training does (default: eval mode, deterministic)")
@@ -166,19 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("similarity", help="transfer against lang2vec similarity to the source (Lauscher et al. 2020)",
                        description="Correlate each language's zero-shot score and each method's few-shot gain "
                                    "over zero-shot with its similarity to the source language (cosine of lang2vec "
-                                   "URIEL vectors: syntax_knn, phonology_knn, inventory_knn, fam, geo): Pearson, "
-                                   "Spearman, leave-one-out linear meta-regression. Needs `pip install "
-                                   "lang2vec==1.1.2`, or --similarity-csv.")
+                                   "URIEL vectors: syntax_knn, phonology_knn, inventory_knn, fam, geo) and with "
+                                   "size, ln of its CC-100 pretraining data in GiB (Conneau et al. 2020, Table 6; "
+                                   "missing for languages not in CC-100, which the fits then leave out): Pearson, "
+                                   "Spearman, and a leave-one-out linear meta-regression on features chosen by "
+                                   "greedy forward selection (lowest leave-one-out RMSE; a fit of p features "
+                                   "needs n > p + 2 languages). Needs `pip install lang2vec==1.1.2`, or "
+                                   "--similarity-csv, or --features size.")
     _output_args(p)
     p.add_argument("--task", default=None, help="default: the run's")
     p.add_argument("--metric", default=None, help="default: the task's primary metric")
     p.add_argument("--methods", default=None, help="comma-separated methods whose gains to analyse (default: all)")
     p.add_argument("--k", default=None, help="comma-separated K values (default: all)")
     p.add_argument("--source", default=None, help="the source language (default: the run's, else en)")
-    p.add_argument("--features", default=",".join(("syntax", "phonology", "inventory", "family", "geography")),
-                   help="similarity features (default: syntax,phonology,inventory,family,geography)")
+    p.add_argument("--features", default=",".join(("syntax", "phonology", "inventory", "family", "geography", "size")),
+                   help="the candidate features (default: syntax,phonology,inventory,family,geography,size)")
     p.add_argument("--similarity-csv", default=None,
-                   help="use this table instead of lang2vec: a 'language' column and one column per feature")
+                   help="use this table instead of lang2vec: a 'language' column and one column per feature "
+                        "(size: from the CC-100 table unless the file has a size column)")
     return parser
 
 
@@ -231,18 +245,32 @@ def cmd_heatmap(args, run) -> dict:
         if name in checkpoints:
             raise ValueError(f"--checkpoint: the name {name!r} is given twice")
         checkpoints[name] = find_checkpoint(path, None, name, "--checkpoint")
-    k, seed = _run_defaults(run, methods, args.k, args.seed)
-    if not checkpoints:
+    if args.source_batches < 1:
+        raise ValueError(f"--source-batches: at least 1, got {args.source_batches}")
+    if checkpoints or args.seed is not None:  # one seed: the given one (or the run's only one)
+        k, seed = _run_defaults(run, methods, args.k, args.seed)
+        seeds = [seed]
+    else:  # every seed the run has for the methods at K
         if run is None:
             raise ValueError("--checkpoint: give the checkpoints (or --run-dir with saved models)")
+        from transfer.analysis.common import pick_one
+
+        records = [r for r in run.all_results() if r["method"] in methods]
+        k = args.k if args.k is not None else pick_one([int(r["k"]) for r in records], "--k",
+                                                        f"K values for {', '.join(methods)}")
+        seeds = sorted({int(r["seed"]) for r in records if int(r["k"]) == k})
+        if not seeds:
+            raise ValueError(f"--seed: the run has no results of {', '.join(methods)} at K={k}; give --seed")
+    by_seed = {seeds[0]: checkpoints} if checkpoints else {}
+    if not checkpoints:
         task = run.task(args.task)
-        for m in methods:
-            checkpoints[m] = find_checkpoint(None, D.cell_model_dir(run.path, task, m, k, seed, "all"), m,
-                                             "--checkpoint")
-    setup = _setup(args, run, checkpoints.values())
+        for seed in seeds:
+            by_seed[seed] = {m: find_checkpoint(None, D.cell_model_dir(run.path, task, m, k, seed, "all"), m,
+                                                "--checkpoint") for m in methods}
+    setup = _setup(args, run, [path for paths in by_seed.values() for path in paths.values()])
     batch_size = args.batch_size or (run.setting("batch_size", 32) // run.setting("grad_accum_steps", 1)
                                      if run is not None else 32)
-    return gradient_similarity.run(setup, checkpoints, k=k, seed=seed, out_dir=_out_dir(args, run),
+    return gradient_similarity.run(setup, by_seed, k=k, out_dir=_out_dir(args, run),
                                    n_source_batches=args.source_batches, batch_size=batch_size,
                                    train_mode=args.train_mode)
 
@@ -314,7 +342,7 @@ def cmd_similarity(args, run) -> dict:
         unknown = [f for f in features if f not in language_similarity.FEATURES]
         if unknown:
             raise ValueError(f"--features: unknown {', '.join(unknown)} "
-                             f"(lang2vec features: {', '.join(language_similarity.FEATURES)})")
+                             f"(features: {', '.join(language_similarity.FEATURES)})")
     methods = tuple(m.strip() for m in args.methods.split(",")) if args.methods else None
     task = run.task(args.task) if run.config else args.task
     return language_similarity.run(run.results(), _out_dir(args, run), source=args.source or run.setting("source", "en"),

@@ -117,7 +117,7 @@ def test_heatmap_from_run_dir_matches_naive_gradients(tiny_run, capsys):
     # the source first, then by family (the made-up languages are unknown: alphabetical)
     assert data["languages"] == ["en", "hh", "xx", "yy"]
     assert list(data["panels"]) == ["naive-mix-train", "gradient-mix-train"]
-    assert (data["k"], data["seed"], data["source_batches"], data["batch_size"]) == (K, SEED, 3, 4)
+    assert (data["k"], data["seeds"], data["source_batches"], data["batch_size"]) == (K, [SEED], 3, 4)
 
     setup = make_setup(RunDir(tiny_run.out), data_dir=str(tiny_run.data))
     batches = G.language_batches(setup, data["languages"], k=K, seed=SEED, n_source_batches=3, batch_size=4)
@@ -171,6 +171,102 @@ def test_heatmap_with_explicit_checkpoints_and_frozen_embedding(tiny_run, tmp_pa
         assert torch.allclose(torch.tensor(data["panels"][name]["cosine"], dtype=torch.float64), cos, atol=1e-5)
         with_embedding, _ = naive_cosines(model, batches)
         assert not torch.allclose(with_embedding, cos, atol=1e-4)  # freezing changed what was measured
+
+
+def add_seed(tiny_run, run_dir, seed):
+    """A copy's second seed: its shots in the manifest, its results, its two models."""
+    from transfer.shots import draw_shots, update_manifest
+
+    update_manifest(run_dir / "shots" / "manifest.json",
+                    [draw_shots(tiny_run.task, lang, K, seed, tiny_run.data)[0] for lang in TARGETS])
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines() if line.strip()]
+    write_jsonl(run_dir / "results.jsonl", records + [{**r, "seed": seed} for r in records if r["seed"] == SEED])
+    torch.manual_seed(0)
+    template = tiny_run.task.build_model(str(tiny_run.base))
+    for offset, method in enumerate(("naive-mix-train", "gradient-mix-train")):
+        write_state_checkpoint(cell_model_dir(run_dir, "pos", method, K, seed), template, seed=20 + 10 * seed + offset)
+
+
+def test_heatmap_averages_over_every_seed_of_the_run(tiny_run, tmp_path):
+    """Without --seed the run dir's two seeds are both measured, each with its own batches
+    (source sample and K shots), and each panel is the mean of the per-seed cosine matrices."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run.out, run_dir)
+    add_seed(tiny_run, run_dir, 2)
+    out_dir = tmp_path / "figs"
+    assert analyze.main(["heatmap", "--run-dir", str(run_dir), "--data-dir", str(tiny_run.data),
+                         "--source-batches", "2", "--batch-size", "4", "--output-dir", str(out_dir)]) == 0
+    data, rows, png = read_outputs(out_dir, f"gradient_similarity_pos_k{K}_seeds1-2")
+    assert png.startswith(b"\x89PNG") and data["seeds"] == [1, 2]
+    assert "mean over 2 seeds (1, 2)" in data["title"]
+
+    setup = make_setup(RunDir(run_dir), data_dir=str(tiny_run.data))
+    langs = data["languages"]
+    for method in ("naive-mix-train", "gradient-mix-train"):
+        per_seed = {}
+        for seed in (1, 2):
+            batches = G.language_batches(setup, langs, k=K, seed=seed, n_source_batches=2, batch_size=4)
+            model = load_model(cell_model_dir(run_dir, "pos", method, K, seed), tiny_run.task,
+                               base_model=str(tiny_run.base)).eval()
+            per_seed[seed], _ = naive_cosines(model, batches)
+            stored = torch.tensor(data["panels"][method]["per_seed"][str(seed)]["cosine"], dtype=torch.float64)
+            assert torch.allclose(stored, per_seed[seed], atol=1e-5)
+        assert not torch.allclose(per_seed[1], per_seed[2], atol=1e-3)  # the seeds really differ
+        mean = (per_seed[1] + per_seed[2]) / 2
+        assert torch.allclose(torch.tensor(data["panels"][method]["cosine"], dtype=torch.float64), mean, atol=1e-5)
+        for row in rows:
+            if row["checkpoint"] == method:
+                i, j = langs.index(row["language_a"]), langs.index(row["language_b"])
+                assert float(row["cosine"]) == pytest.approx(float(mean[i, j]), abs=1e-5)
+                assert float(row["cosine_seed2"]) == pytest.approx(float(per_seed[2][i, j]), abs=1e-5)
+
+    # --seed: that seed alone, the same matrix as its part of the mean
+    assert analyze.main(["heatmap", "--run-dir", str(run_dir), "--data-dir", str(tiny_run.data), "--seed", "2",
+                         "--source-batches", "2", "--batch-size", "4", "--output-dir", str(out_dir)]) == 0
+    one, _, _ = read_outputs(out_dir, f"gradient_similarity_pos_k{K}_seed2")
+    assert one["seeds"] == [2] and "seed 2" in one["title"]
+    assert torch.allclose(torch.tensor(one["panels"]["naive-mix-train"]["cosine"]),
+                          torch.tensor(data["panels"]["naive-mix-train"]["per_seed"]["2"]["cosine"]), atol=1e-6)
+
+
+def test_mean_over_seeds_is_the_mean_of_the_matrices():
+    a = {"cosine": torch.tensor([[1.0, -0.5], [-0.5, 1.0]]), "gram": torch.tensor([[4.0, -1.0], [-1.0, 1.0]]),
+         "norm": torch.tensor([2.0, 1.0])}
+    b = {"cosine": torch.tensor([[1.0, 0.25], [0.25, 1.0]]), "gram": torch.tensor([[1.0, 0.5], [0.5, 4.0]]),
+         "norm": torch.tensor([1.0, 2.0])}
+    mean = G.mean_over_seeds({1: {"x": a}, 2: {"x": b}})["x"]
+    assert torch.equal(mean["cosine"], torch.tensor([[1.0, -0.125], [-0.125, 1.0]]))
+    assert torch.equal(mean["gram"], (a["gram"] + b["gram"]) / 2) and torch.equal(mean["norm"], torch.tensor([1.5, 1.5]))
+    assert mean["per_seed"] == {1: a, 2: b}
+
+
+def test_the_source_batches_flag_reaches_the_gradients_and_the_title(tiny_run, tmp_path, monkeypatch):
+    seen, titles = [], []
+    real_batches, real_plot = G.source_batches, G.plot_heatmaps
+
+    def spy_batches(setup, *, n_batches, batch_size, seed):
+        out = real_batches(setup, n_batches=n_batches, batch_size=batch_size, seed=seed)
+        seen.append((n_batches, len(out)))
+        return out
+
+    def spy_plot(panels, languages, path, title):
+        titles.append(title)
+        return real_plot(panels, languages, path, title)
+
+    monkeypatch.setattr(G, "source_batches", spy_batches)
+    monkeypatch.setattr(G, "plot_heatmaps", spy_plot)
+    assert analyze.build_parser().parse_args(["heatmap"]).source_batches == 8
+    assert analyze.main(["heatmap", "--run-dir", str(tiny_run.out), "--data-dir", str(tiny_run.data),
+                         "--source-batches", "5", "--batch-size", "4", "--output-dir", str(tmp_path)]) == 0
+    assert seen == [(5, 5)]  # one seed in this run: the English gradient is the mean of 5 batches
+    data, _, _ = read_outputs(tmp_path, f"gradient_similarity_pos_k{K}_seed{SEED}")
+    assert (data["source_batches"], data["source_batches_requested"]) == (5, 5)
+    assert titles == [data["title"]] and "en: mean of 5 batches of 4 per seed" in titles[0]
+    assert f"seed {SEED}" in titles[0]
+    with pytest.raises(SystemExit):
+        analyze.main(["heatmap", "--run-dir", str(tiny_run.out), "--source-batches", "0"])
 
 
 def test_cosine_from_gram_handles_a_zero_gradient():

@@ -1,7 +1,7 @@
 """Gradient similarity between languages (Xu & Murray 2022, Figure 1).
 
 For each checkpoint (by default the naive-mix-train and gradient-mix-train models of
-one K and seed), the gradient of the task loss is computed for
+one K, for every seed the run has), the gradient of the task loss is computed for
 
 - the source language (English): the average of the gradients of ``source_batches``
   batches of ``batch_size`` training examples (a fixed sample drawn with the seed),
@@ -12,6 +12,11 @@ over every trainable parameter (the whole model, as the surgery's dot product; w
 ``--freeze-embeddings`` the word embedding is left out, as in training). The pairwise
 dot products of all these gradients come from one call to ``sgs_ext.gram``; the cosine
 of languages i and j is ``G[i, j] / sqrt(G[i, i] G[j, j])``.
+
+As the paper averages over its seeds' checkpoints, each seed's checkpoint is measured
+with that seed's batches and the cosine matrices are averaged over the seeds (the CSV
+and JSON keep each seed's too). The paper averages 100 English batches; the number is
+``n_source_batches`` (``analyze.py heatmap --source-batches``), shown in the title with the seeds.
 
 The figure shows one heatmap per checkpoint, side by side on a shared colour scale,
 languages ordered by family (the source first); cells with a negative cosine (the
@@ -156,19 +161,53 @@ def plot_heatmaps(panels: dict[str, torch.Tensor], languages: list[str], path: P
         return save_figure(fig, path)
 
 
+def mean_over_seeds(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
+    """Per checkpoint name, the element-wise mean over seeds of the cosine matrices (what the
+    figure shows, as the paper averages its seeds' checkpoints), of the Gram matrices and of
+    the gradient norms, with each seed's own result under ``per_seed``."""
+    seeds = list(per_seed)
+    if not seeds:
+        raise ValueError("no seeds to average over")
+    names = list(per_seed[seeds[0]])
+    out = {}
+    for name in names:
+        results = [per_seed[seed][name] for seed in seeds]
+        out[name] = {key: torch.stack([r[key] for r in results]).mean(dim=0) for key in ("cosine", "gram", "norm")}
+        out[name]["per_seed"] = {seed: per_seed[seed][name] for seed in seeds}
+    return out
+
+
+def caption(meta: dict) -> str:
+    """The figure's title: task, K, the seeds averaged over and the source batches."""
+    seeds = meta["seeds"]
+    which = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean over {len(seeds)} seeds ({', '.join(map(str, seeds))})"
+    batches = f"mean of {meta['source_batches']} batches of {meta['batch_size']}"
+    if meta["source_batches"] != meta["source_batches_requested"]:
+        batches += f" (of {meta['source_batches_requested']} asked for: the training set is smaller)"
+    return (f"{meta['task']}: cosine of gradients, K={meta['k']}, {which}\n"
+            f"{meta['source']}: {batches} per seed; targets: their K shots")
+
+
 def write_outputs(out_dir: Path, stem: str, result: dict[str, dict], languages: list[str], meta: dict) -> dict[str, Path]:
-    """``<stem>.png``, ``<stem>.csv`` (one row per checkpoint and language pair) and ``<stem>.json``."""
+    """``<stem>.png``, ``<stem>.csv`` (one row per checkpoint and language pair: the mean over
+    seeds, then each seed's cosine) and ``<stem>.json``. ``result``: ``mean_over_seeds``'s."""
     out_dir = Path(out_dir)
+    seeds = list(meta["seeds"])
     rows, panels = [], {}
     for name, r in result.items():
         panels[name] = r["cosine"]
         for i, a in enumerate(languages):
             for j, b in enumerate(languages):
-                rows.append([name, a, b, float(r["cosine"][i, j]), float(r["gram"][i, j])])
+                rows.append([name, a, b, float(r["cosine"][i, j]), float(r["gram"][i, j]),
+                             *[float(r["per_seed"][seed]["cosine"][i, j]) for seed in seeds]])
     paths = {"csv": out_dir / f"{stem}.csv", "json": out_dir / f"{stem}.json", "png": out_dir / f"{stem}.png"}
-    atomic_write_text(paths["csv"], csv_text(["checkpoint", "language_a", "language_b", "cosine", "dot"], rows))
+    title = caption(meta)
+    atomic_write_text(paths["csv"], csv_text(["checkpoint", "language_a", "language_b", "cosine", "dot",
+                                              *[f"cosine_seed{seed}" for seed in seeds]], rows))
     atomic_write_json(paths["json"], {
         **meta,
+        "title": title,
+        "averaging": "cosine, dot and gradient_norm: element-wise mean over the seeds' matrices",
         "languages": languages,
         "families": {lang: family_of(lang).family for lang in languages},
         "panels": {
@@ -178,33 +217,49 @@ def write_outputs(out_dir: Path, stem: str, result: dict[str, dict], languages: 
                 "gradient_norm": r["norm"].tolist(),
                 "negative_pairs": [[a, b] for i, a in enumerate(languages) for j, b in enumerate(languages)
                                    if i < j and float(r["cosine"][i, j]) < 0],
+                "per_seed": {str(seed): {"cosine": one["cosine"].tolist(), "dot": one["gram"].tolist(),
+                                         "gradient_norm": one["norm"].tolist()}
+                             for seed, one in r["per_seed"].items()},
             }
             for name, r in result.items()
         },
     })
-    title = (f"{meta['task']}: cosine of gradients, K={meta['k']}, seed {meta['seed']}\n"
-             f"{meta['source']}: mean of {meta['source_batches']} batches of {meta['batch_size']}; targets: their K shots")
     plot_heatmaps(panels, languages, paths["png"], title)
     return paths
 
 
-def run(setup: ModelSetup, checkpoints: dict[str, Path], *, k: int, seed: int, out_dir: Path,
+def run(setup: ModelSetup, checkpoints: dict[int, dict[str, Path]], *, k: int, out_dir: Path,
         languages=None, n_source_batches: int = 8, batch_size: int = 32, train_mode: bool = False) -> dict[str, Path]:
-    """The whole analysis: load each checkpoint, compute the similarities, write PNG/CSV/JSON."""
+    """The whole analysis: for each seed (``checkpoints``: seed -> {name: checkpoint}, the
+    same names for every seed), load each checkpoint and compute the similarities from
+    that seed's batches (its source sample and its K shots); average the matrices over
+    the seeds; write PNG/CSV/JSON."""
+    if not checkpoints:
+        raise ValueError("no checkpoints")
+    seeds = sorted(checkpoints)
+    names = list(checkpoints[seeds[0]])
+    for seed in seeds:
+        if list(checkpoints[seed]) != names:
+            raise ValueError(f"seed {seed} has the checkpoints {list(checkpoints[seed])}, seed {seeds[0]} {names}")
     langs = order_languages(languages or (setup.source, *setup.targets), first=setup.source)
     if len(langs) < 2:
         raise ValueError(f"need at least two languages, got {langs}")
-    batches = language_batches(setup, langs, k=k, seed=seed, n_source_batches=n_source_batches,
-                               batch_size=batch_size)
-    result = {}
-    for name, path in checkpoints.items():
-        logger.info("gradients of %s (%s) for %s", name, path, ", ".join(langs))
-        model = setup.load(path, seed=seed)
-        result[name] = gradient_similarity(model, batches, device=setup.device, train_mode=train_mode, seed=seed)
-        del model
-    meta = {"task": setup.task.name, "k": k, "seed": seed, "source": setup.source,
-            "source_batches": len(batches.get(setup.source, [])), "batch_size": batch_size,
+    per_seed, n_batches = {}, None
+    for seed in seeds:
+        batches = language_batches(setup, langs, k=k, seed=seed, n_source_batches=n_source_batches,
+                                   batch_size=batch_size)
+        n_batches = len(batches.get(setup.source, []))
+        per_seed[seed] = {}
+        for name, path in checkpoints[seed].items():
+            logger.info("seed %d: gradients of %s (%s) for %s", seed, name, path, ", ".join(langs))
+            model = setup.load(path, seed=seed)
+            per_seed[seed][name] = gradient_similarity(model, batches, device=setup.device, train_mode=train_mode,
+                                                       seed=seed)
+            del model
+    meta = {"task": setup.task.name, "k": k, "seeds": seeds, "source": setup.source,
+            "source_batches": n_batches, "source_batches_requested": n_source_batches, "batch_size": batch_size,
             "mode": "train (dropout on)" if train_mode else "eval (dropout off)",
-            "checkpoints": {name: str(path) for name, path in checkpoints.items()}}
-    stem = f"gradient_similarity_{setup.task.name}_k{k}_seed{seed}"
-    return write_outputs(out_dir, stem, result, langs, meta)
+            "checkpoints": {name: {str(seed): str(checkpoints[seed][name]) for seed in seeds} for name in names}}
+    tag = f"seed{seeds[0]}" if len(seeds) == 1 else "seeds" + "-".join(map(str, seeds))
+    stem = f"gradient_similarity_{setup.task.name}_k{k}_{tag}"
+    return write_outputs(out_dir, stem, mean_over_seeds(per_seed), langs, meta)
