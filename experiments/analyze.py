@@ -11,8 +11,9 @@ Every command writes a PNG and the numbers behind it (CSV and JSON) into
   overfitting  ord-FS+dev's target dev score per epoch; which languages peak at epoch 1 (Fig. 3)
   gains        top and bottom languages by gradient-mix-train minus ord-FS, per task and K (Tables 2, 8)
   interpolate  a * bilingual + (1 - a) * source model along a grid of a, on source and target dev
-               sets; with a target model also the plane bilingual + a1 (source - bilingual)
-               + a2 (target - bilingual) as contour plots (Wu, Van Durme & Dredze 2022)
+               sets; with a target model also Wu et al.'s plane theta_0 + a1 (source - theta_0)
+               + a2 (target - theta_0) (theta_0: the pretrained start) as contour plots, the
+               bilingual model located in it (Wu, Van Durme & Dredze 2022)
   similarity   zero-shot score and few-shot gain per language against lang2vec similarity to the
                source (syntax, phonology, inventory, family, geography) and the target's CC-100
                pretraining size: Pearson, Spearman and a leave-one-out linear meta-regression on
@@ -22,8 +23,8 @@ Examples:
     python experiments/analyze.py gains --run-dir outputs/pos-me5-small --top 3
     python experiments/analyze.py heatmap --run-dir outputs/pos-me5-small \\
         --checkpoint naive=ckpt/naive --checkpoint gradient=ckpt/gradient --k 5 --seed 1
-    python experiments/analyze.py interpolate --run-dir outputs/pos-me5-small --bilingual ckpt/gradient \\
-        --k 5 --seed 1 --target-model ckpt/ord-fs-dev-hi --target-language hi
+    python experiments/analyze.py interpolate --run-dir outputs/pos-me5-small --bilingual-method naive-mix-train \\
+        --language-set single --target-method target-only-full --target-language ar --k 5 --seed 1
 
 Checkpoints (heatmap, interpolate) are directories saved with save_pretrained (with the task head)
 or in the harness's format (trained_state.safetensors: the trained parameters, loaded on top of
@@ -42,25 +43,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import transfer` from anywhere
 
 from transfer import run_dir as D  # noqa: E402
+from transfer.tables import parse_list  # noqa: E402
 
 
-def _floats(text: str, what: str, n: int | None = None) -> list[float]:
-    try:
-        values = [float(x) for x in text.split(",")]
-    except ValueError:
-        raise ValueError(f"{what}: {text!r} is not a comma-separated list of numbers") from None
-    if n is not None and len(values) != n:
-        raise ValueError(f"{what}: expected {n} comma-separated numbers, got {text!r}")
-    return values
+def _floats(text: str, what: str, n: int) -> tuple[float, ...]:
+    return parse_list(text, what, float, count=n)
 
 
 def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise ValueError(f"{what}: {text!r} is not a comma-separated list of integers") from None
+    return None if text is None else parse_list(text, what, int)
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -146,21 +137,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("interpolate", help="models between checkpoints on source and target dev (Wu et al. 2022)",
                        description="Evaluate a * bilingual + (1 - a) * source for a on a grid, on the source dev "
                                    "set and each target's dev set (without the run's shots); with --target-model "
-                                   "(or --target-method) also the plane bilingual + a1 (source - bilingual) + "
-                                   "a2 (target - bilingual) for --target-language, as contour plots.")
+                                   "(or --target-method) also Wu et al.'s plane theta_0 + a1 (source - theta_0) + "
+                                   "a2 (target - theta_0) for --target-language, as contour plots, where theta_0 is "
+                                   "the pretrained start of --seed (the base model with the seed's initial task "
+                                   "head, as the runner builds it), and the bilingual model's least-squares "
+                                   "coordinates in the plane and distance from it. The target model should be "
+                                   "trained on the target alone from that start (target-only, target-only-full); a "
+                                   "plane whose axes have |cosine| > 0.95 (e.g. an ord-FS target model, the source "
+                                   "model plus a few steps) is refused. Wu et al.'s bilingual model is source + that "
+                                   "one target: --bilingual-method naive-mix-train --language-set single.")
     _output_args(p, run_dir_required=False)
     p.add_argument("--bilingual", default=None,
                    help="the bilingual (mixed-training) checkpoint (default: the run dir's --bilingual-method model)")
     p.add_argument("--bilingual-method", default="gradient-mix-train",
                    help=f"the method (as {D.RESULTS_FILE} names it, e.g. gradient-single) whose saved model is the "
                         "bilingual one (default gradient-mix-train)")
-    p.add_argument("--bilingual-job", default="all",
-                   help="the job of the bilingual model: all (default) or the target language (gradient-single)")
+    p.add_argument("--language-set", default="all", choices=("all", "single"),
+                   help="the run's --language-set of --bilingual-method: single names its per-target cells "
+                        "(naive-mix-train -> naive-single, one model per target on the source + that target's "
+                        "shots: Wu et al.'s bilingual model); default all")
+    p.add_argument("--bilingual-job", default=None,
+                   help="the job of the bilingual model (default: --target-language for a -single method, else all)")
     p.add_argument("--source-model", default=None,
                    help=f"the source-only checkpoint (default: the run dir's {D.SOURCE_MODEL_PATTERN})")
-    p.add_argument("--target-model", default=None, help="a target checkpoint for the 2-D plane")
+    p.add_argument("--target-model", default=None,
+                   help="a target checkpoint for the 2-D plane, trained on the target alone from the pretrained start")
     p.add_argument("--target-method", default=None,
-                   help="or: the run dir's model of this per-language method (e.g. ord-fs-dev) for --target-language")
+                   help="or: the run dir's model of this per-language method for --target-language: target-only "
+                        "(its K shots) or target-only-full (its train split; its cells are K=0)")
     p.add_argument("--target-language", default=None, help="the target language of the 2-D plane")
     p.add_argument("--points", type=int, default=11, help="grid points on the line (default 11)")
     p.add_argument("--range", default="0,1", help="range of a on the line (default 0,1)")
@@ -236,7 +240,7 @@ def cmd_heatmap(args, run) -> dict:
     from transfer.analysis import gradient_similarity
     from transfer.analysis.checkpoints import find_checkpoint
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = list(parse_list(args.methods, "--methods"))
     checkpoints = {}
     for item in args.checkpoint:
         name, sep, path = item.partition("=")
@@ -276,18 +280,25 @@ def cmd_heatmap(args, run) -> dict:
 
 
 def cmd_interpolate(args, run) -> dict:
+    from transfer import methods as M
     from transfer.analysis import interpolation
-    from transfer.analysis.checkpoints import find_checkpoint
+    from transfer.analysis.checkpoints import cell_job, find_checkpoint
 
+    # the bilingual cell as results.jsonl names it: naive-mix-train + --language-set single -> naive-single
+    known = args.bilingual_method in {**M.METHOD_TABLE, **M.ANALYSIS_METHOD_TABLE}
+    bilingual_method = (M.method_label(args.bilingual_method, args.language_set) if known
+                        else args.bilingual_method)
     needs_run = not (args.bilingual and args.source_model)
     k, seed = (args.k, args.seed)
     if needs_run or args.target_method:
         if run is None:
             raise ValueError("--run-dir: needed to find the checkpoints not given explicitly")
-        k, seed = _run_defaults(run, [args.bilingual_method], k, seed)
+        k, seed = _run_defaults(run, [bilingual_method], k, seed)
     task = run.task(args.task) if run is not None else args.task
-    bilingual = find_checkpoint(args.bilingual, D.cell_model_dir(run.path, task, args.bilingual_method, k, seed,
-                                                                 args.bilingual_job) if run else None,
+    job = None if args.bilingual else cell_job(bilingual_method, args.bilingual_job, args.target_language,
+                                               "--bilingual-job")
+    bilingual = find_checkpoint(args.bilingual, D.cell_model_dir(run.path, task, bilingual_method, k, seed,
+                                                                 job) if run and job else None,
                                 "bilingual", "--bilingual")
     source = find_checkpoint(args.source_model, D.source_model_dir(run.path, task, seed) if run else None,
                              "source", "--source-model")
@@ -295,30 +306,35 @@ def cmd_interpolate(args, run) -> dict:
     if args.target_model or args.target_method:
         if not args.target_language:
             raise ValueError("--target-language: name the target language of the 2-D plane")
-        default = (D.cell_model_dir(run.path, task, args.target_method, k, seed, args.target_language)
+        if seed is None:
+            raise ValueError("--seed: the plane's origin is the pretrained start with the seed's initial task head; "
+                             "name the seed")
+        target_k = M.cell_k(args.target_method, k) if args.target_method in M.ANALYSIS_METHOD_TABLE else k
+        default = (D.cell_model_dir(run.path, task, args.target_method, target_k, seed, args.target_language)
                    if args.target_method and run is not None else None)
         target = find_checkpoint(args.target_model, default, "target", "--target-model")
     setup = _setup(args, run, [bilingual, source, target])
     out_dir = _out_dir(args, run)
     max_examples = args.max_eval_examples or None
     tag = f"{setup.task.name}" + (f"_k{k}_seed{seed}" if k is not None and seed is not None else "")
-    label = args.bilingual_method if not args.bilingual else Path(args.bilingual).name
-    lo, hi = _floats(args.range, "--range", 2)
-    paths = interpolation.run_line(setup, bilingual=bilingual, source=source, out_dir=out_dir,
-                                   stem=f"interpolation_{tag}", alphas=interpolation.grid(lo, hi, args.points),
-                                   max_examples=max_examples, batch_size=args.eval_batch_size, label=label,
-                                   with_loss=args.loss)
-    if target is not None:
+    label = bilingual_method if not args.bilingual else Path(args.bilingual).name
+    paths = {}
+    if target is not None:  # first: a refused plane (collinear axes) stops before any evaluation
         lo, hi, n = _floats(args.grid, "--grid", 3)
         if n != int(n):
             raise ValueError(f"--grid: the number of points must be an integer, got {n}")
-        plane = interpolation.run_plane(setup, bilingual=bilingual, source=source, target=target,
+        plane = interpolation.run_plane(setup, bilingual=bilingual, source=source, target=target, seed=seed,
                                         language=args.target_language, out_dir=out_dir,
                                         stem=f"interpolation2d_{tag}_{args.target_language}",
                                         coords=interpolation.grid(lo, hi, int(n)), max_examples=max_examples,
                                         batch_size=args.eval_batch_size, label=label, with_loss=args.loss)
         paths.update({f"2d_{key}": value for key, value in plane.items()})
-    return paths
+    lo, hi = _floats(args.range, "--range", 2)
+    line = interpolation.run_line(setup, bilingual=bilingual, source=source, out_dir=out_dir,
+                                  stem=f"interpolation_{tag}", alphas=interpolation.grid(lo, hi, args.points),
+                                  max_examples=max_examples, batch_size=args.eval_batch_size, label=label,
+                                  with_loss=args.loss)
+    return {**line, **paths}
 
 
 def cmd_overfitting(args, run) -> dict:
@@ -337,13 +353,13 @@ def cmd_gains(args, run) -> dict:
 def cmd_similarity(args, run) -> dict:
     from transfer.analysis import language_similarity
 
-    features = tuple(f.strip() for f in args.features.split(",") if f.strip())
+    features = parse_list(args.features, "--features")
     if not args.similarity_csv:
         unknown = [f for f in features if f not in language_similarity.FEATURES]
         if unknown:
             raise ValueError(f"--features: unknown {', '.join(unknown)} "
                              f"(features: {', '.join(language_similarity.FEATURES)})")
-    methods = tuple(m.strip() for m in args.methods.split(",")) if args.methods else None
+    methods = parse_list(args.methods, "--methods") if args.methods else None
     task = run.task(args.task) if run.config else args.task
     return language_similarity.run(run.results(), _out_dir(args, run), source=args.source or run.setting("source", "en"),
                                    task=task, metric=args.metric, methods=methods, ks=_ints(args.k, "--k"),

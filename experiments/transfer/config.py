@@ -44,10 +44,14 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .tables import parse_list
+
 TASKS = ("ner", "pos", "tydiqa", "xnli")
 
 #: every method of the paper, in the order of its Table 1
 METHODS = ("zero-shot", "ord-fs-dev", "ord-fs", "mix-ft", "naive-mix-train", "gradient-mix-train")
+#: analysis-only methods (methods.ANALYSIS_METHOD_TABLE: the interpolation's target models), run only when named
+ANALYSIS_METHODS = ("target-only", "target-only-full")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -377,18 +381,6 @@ def language_set_variant(language_set) -> str | None:
     return "single" if language_set == "single" else "subset"
 
 
-def parse_list(text: str, what: str, cast=str) -> tuple:
-    """``"a,b,c"`` -> ("a", "b", "c"); a clear error naming ``what`` on bad items."""
-    items = [item.strip() for item in str(text).split(",")]
-    if not items or any(not item for item in items):
-        raise ValueError(f"{what}: empty item in {text!r} (give a comma-separated list)")
-    try:
-        values = tuple(cast(item) for item in items)
-    except ValueError:
-        raise ValueError(f"{what}: {text!r} is not a comma-separated list of {cast.__name__}") from None
-    if len(set(values)) != len(values):
-        raise ValueError(f"{what}: repeated item in {text!r}")
-    return values
 
 
 # ---------------------------------------------------------------------- resolution
@@ -476,9 +468,10 @@ def _check(name: str, value, r: dict):
     if name == "task" and value not in TASKS:
         raise ValueError(f"--task: unknown task {value!r} (choose from {', '.join(TASKS)})")
     if name == "methods":
-        unknown = [m for m in value if m not in METHODS]
+        unknown = [m for m in value if m not in METHODS + ANALYSIS_METHODS]
         if unknown:
-            raise ValueError(f"--methods: unknown method(s) {', '.join(unknown)} (choose from {', '.join(METHODS)})")
+            raise ValueError(f"--methods: unknown method(s) {', '.join(unknown)} "
+                             f"(choose from {', '.join(METHODS + ANALYSIS_METHODS)})")
     if name == "ks" and any(k < 1 for k in value):
         raise ValueError(f"--k: K must be >= 1, got {','.join(map(str, value))}")
     if name == "targets":

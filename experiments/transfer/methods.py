@@ -17,6 +17,8 @@ ord-fs-dev             source     one target's K shots    target dev     no     
 mix-ft                 source     all targets' shots      last           no       K
 naive-mix-train        pretrained English + targets' shots  English dev   no       config
 gradient-mix-train     pretrained English + targets' shots  English dev   yes      config
+target-only            pretrained one target's K shots    last           no       K
+target-only-full       pretrained one target's train set  target dev     no       config
 =====================  =========  ======================  =============  =======  =======
 
 Every method is also scored on the source language, as the paper's averages count it:
@@ -31,6 +33,24 @@ every target), ``single`` (one model per target language, trained on English and
 that language's shots, which is also the only oracle: "gradient-single"), or a
 list of targets (one model trained on English and those languages' shots, which
 are the oracles, evaluated on every target: "gradient-subset").
+
+The last two rows are *analysis* methods (:data:`ANALYSIS_METHOD_TABLE`), not the paper's:
+never in a preset, Table 1's default method list (``config.METHODS``) or the report's pairs;
+a run trains them only when ``--methods`` names them. They give the interpolation analysis
+(``analysis/interpolation.py``, Wu, Van Durme & Dredze 2022) its *target* model: one model
+per target language trained on that language alone from the pretrained start, the target's
+counterpart of the source model. ``target-only`` trains on the language's K shots as ord-FS
+does (batch K, ``--adapt-epochs``, last checkpoint), but from the pretrained encoder and
+the seed's fresh task head. ``target-only-full`` trains on the language's whole ``train``
+split capped like the English set (``--max-source-examples``, the same fixed sample rule)
+with the source model's budget (``--batch-size``, ``--epochs``, warm-up) and its selection
+rule on the language's own dev set (every ``--eval-every`` steps; ``--source-selection
+last``: the last checkpoint); its cell does not depend on K, so, like zero-shot, it is one
+K=0 cell per seed. A language without a ``train`` split (its shots come from dev) has no
+such model: named in ``--targets`` it is an error, with ``--targets all`` it is left out of
+this method only. Both are scored on their target language only. Wu et al.'s *bilingual*
+model (source + one target) is the one-step methods' ``--language-set single``
+(``naive-single``: plain joint training on English and that language's shots).
 """
 from __future__ import annotations
 
@@ -49,7 +69,7 @@ SELECT_AVERAGE = "average"  # --selection average: the parameters' average over 
 class Method:
     name: str
     init: str  # SOURCE_MODEL or PRETRAINED
-    shots: str  # "none" | "per-target" | "all-targets" | "language-set"
+    shots: str  # "none" | "per-target" | "all-targets" | "language-set" | "target-train"
     with_source_data: bool  # the English training set joins the training data
     selection: str  # SELECT_LAST | SELECT_TARGET_DEV | SELECT_SOURCE_DEV
     surgery: bool
@@ -70,11 +90,36 @@ METHOD_TABLE: dict[str, Method] = {
 }
 
 
+#: The analysis methods (the module docstring's last rows): a target model for the interpolation plane.
+ANALYSIS_METHOD_TABLE: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("target-only", PRETRAINED, "per-target", False, SELECT_LAST, False, "k"),
+        Method("target-only-full", PRETRAINED, "target-train", False, SELECT_TARGET_DEV, False, "config"),
+    )
+}
+
+#: the ``Method.shots`` of methods whose cell does not depend on K: one K=0 cell per seed
+K_INDEPENDENT_SHOTS = ("none", "target-train")
+
+
 def get_method(name: str) -> Method:
-    try:
+    if name in METHOD_TABLE:
         return METHOD_TABLE[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r} (choose from {', '.join(METHOD_TABLE)})") from None
+    if name in ANALYSIS_METHOD_TABLE:
+        return ANALYSIS_METHOD_TABLE[name]
+    raise ValueError(f"unknown method {name!r} (choose from {', '.join([*METHOD_TABLE, *ANALYSIS_METHOD_TABLE])})")
+
+
+def k_independent(method: str) -> bool:
+    """Whether ``method`` trains on no shots (zero-shot, target-only-full): one K=0 cell per seed."""
+    return get_method(method).shots in K_INDEPENDENT_SHOTS
+
+
+def cell_k(method: str, k: int) -> int:
+    """The K a cell of ``method`` is recorded (and its models saved) under: 0 for the
+    K-independent methods, else ``k``."""
+    return 0 if k_independent(method) else k
 
 
 @dataclass(frozen=True)
@@ -91,10 +136,11 @@ class Job:
     selection_language: str | None  # the dev set's language for SELECT_TARGET_DEV / SELECT_SOURCE_DEV
     eval_languages: tuple[str, ...]
     batch: str
+    target_train_languages: tuple[str, ...] = ()  # whose whole (capped) train split is the data (target-only-full)
 
     @property
     def trains(self) -> bool:
-        return bool(self.shot_languages) or self.with_source_data
+        return bool(self.shot_languages) or self.with_source_data or bool(self.target_train_languages)
 
 
 def method_label(method: str, language_set="all") -> str:
@@ -140,6 +186,9 @@ def plan_jobs(
                 eval_languages=(lang,), **adapting)
             for lang in targets
         ]
+    if m.shots == "target-train":  # targets: those with a train split (RunData.train_split_targets)
+        return [Job(lang, shot_languages=(), target_train_languages=(lang,), selection_language=lang,
+                    eval_languages=(lang,), **adapting) for lang in targets]
     if m.shots == "all-targets":
         return [Job("all", shot_languages=targets, selection_language=None, eval_languages=targets, **adapting)]
     # one-step mixed training over a language set; naive-mix-train observes the same oracles

@@ -18,8 +18,6 @@ Files written (atomically) into the output dir:
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import statistics
 from collections import defaultdict
@@ -28,6 +26,7 @@ from pathlib import Path
 from . import run_dir as D
 from .config import METHODS
 from .results import ResultStore, atomic_path, atomic_write_text, read_data_record, read_json, role_of, select_records
+from .tables import csv_text, markdown_table, mean_sd, pyplot
 
 #: row order of the tables: K, then the paper's method order (variants after their method)
 _METHOD_ORDER = {name: i for i, name in enumerate(METHODS)}
@@ -40,29 +39,8 @@ def method_rank(method: str) -> tuple:
     return (_METHOD_ORDER.get(stem, len(METHODS)) + 0.5, method)
 
 
-def mean_sd(values: list[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (None for a single value)."""
-    mean = statistics.fmean(values)
-    sd = statistics.stdev(values) if len(values) > 1 else None
-    return mean, sd
-
-
 def fmt(mean: float, sd: float | None) -> str:
     return f"{mean:.2f}" if sd is None else f"{mean:.2f} ± {sd:.2f}"
-
-
-def _csv_text(header: list[str], rows: list[list]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- score tables
@@ -202,7 +180,7 @@ def paired_markdown(results: list[dict]) -> str:
         return "(no pair of compared methods with common seeds)\n"
     header = ["task", "metric", "average", "K", "difference", "mean", "sd", "95% CI", "seeds", "per seed",
               f"seeds for +{DETECT:g} (80% power)", "reading"]
-    return (_markdown_table(header, table) + "\nPaired over seeds (the same shots and seed for both methods): "
+    return (markdown_table(header, table) + "\nPaired over seeds (the same shots and seed for both methods): "
             "per seed, the method's language-averaged score minus the baseline's. 95% CI: mean ± "
             "t(0.975, n−1)·sd/√n. The seeds column for a +1 point effect is ((1.96 + 0.84)·sd / 1)², "
             "from this run's sd.\n")
@@ -220,7 +198,7 @@ def last_checkpoint_markdown(results: list[dict]) -> str:
                       fmt(r["mean"], r["sd"]), f"{s['mean'] - r['mean']:+.2f}"])
     if not table:
         return "(no method selected a checkpoint)\n"
-    return _markdown_table(["task", "metric", "K", "method", "selected", "last", "selected − last"], table)
+    return markdown_table(["task", "metric", "K", "method", "selected", "last", "selected − last"], table)
 
 
 def averaging_markdown(results: list[dict]) -> str:
@@ -242,7 +220,7 @@ def averaging_markdown(results: list[dict]) -> str:
         return ""
     header = ["task", "metric", "average", "K", "method", "difference", "mean", "sd", "95% CI", "seeds",
               "per seed", "reading"]
-    return ("\n## Checkpoint averaging (--selection average)\n\n" + _markdown_table(header, table)
+    return ("\n## Checkpoint averaging (--selection average)\n\n" + markdown_table(header, table)
             + "\nThe same trainings scored at two checkpoints: the average of the parameters over the last "
             "half of the steps (the selected model of this run) minus the checkpoint the method's rule "
             f"keeps ({RULE_CHECKPOINT}: the best on the English dev set) or the last one; paired over seeds, "
@@ -265,7 +243,7 @@ def summary_csv(results: list[dict]) -> str:
             rows.append(["difference", r["task"], r["metric"], label, "selected", r["k"], r["method"], r["baseline"],
                          num(r["mean"]), num(r["sd"]), r["n_seeds"], "", num(r["ci_low"]), num(r["ci_high"]),
                          "" if r["seeds_to_detect"] is None else r["seeds_to_detect"]])
-    return _csv_text(header, rows)
+    return csv_text(header, rows)
 
 
 def per_language(results: list[dict]) -> list[dict]:
@@ -315,7 +293,7 @@ def summary_markdown(results: list[dict]) -> str:
             f"percent. Targets: {', '.join(targets)}. \"incl. source (paper)\" also averages the source language "
             f"({', '.join(sources) or 'not evaluated in this run'}), as the paper's Table 1 does; the target-adapting "
             "methods count the source model's score there.\n")
-    return _markdown_table(header, table) + "\n" + note
+    return markdown_table(header, table) + "\n" + note
 
 
 def skipped_markdown(output_dir: str | Path) -> str:
@@ -349,7 +327,7 @@ def per_language_markdown(results: list[dict]) -> str:
                              + [fmt(v["mean"], v["sd"]) if v else "–"
                                 for v in (cell.get((k, method, lang)) for lang in sources)])
             header = ["K", "method", *targets, "targets avg", *(f"{lang} (source)" for lang in sources)]
-            out.append(f"## {task} {metric}\n\n" + _markdown_table(header, table))
+            out.append(f"## {task} {metric}\n\n" + markdown_table(header, table))
     return "\n".join(out)
 
 
@@ -407,7 +385,7 @@ def surgery_markdown(rows: list[dict]) -> str:
               "–" if math.isnan(r["mean_cos"]) else f"{r['mean_cos']:.3f}"] for r in rows]
     header = ["task", "K", "method", "oracle language", "seeds", "oracle runs", "conflicts", "projections",
               "conflict rate", "mean cos(g_train, g_oracle)"]
-    return (_markdown_table(header, table) + "\nSummed over seeds. A conflict is a negative dot product "
+    return (markdown_table(header, table) + "\nSummed over seeds. A conflict is a negative dot product "
             "between the step's gradient and the oracle's; with alpha < 1 a conflict is projected only "
             "when the alpha draw says so.\n")
 
@@ -432,11 +410,7 @@ def curve_rows(runs: list[dict], source_results: list[dict]) -> list[dict]:
 def plot_curves(rows: list[dict], path: Path, title: str) -> None:
     """Loss, dev score and (if any) gradient cosine against the step; a line per run
     (for the cosine, a line per run and oracle language, coloured by language)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     kinds = [k for k in ("loss", "dev", "cos") if any(r["kind"] == k for r in rows)]
     labels = {"loss": "training loss (per step)", "dev": "dev score (selection set)",
               "cos": "cos(g_train, g_oracle) before surgery"}
@@ -505,14 +479,14 @@ def write_reports(output_dir: str | Path) -> dict[str, Path]:
     emit("summary.csv", summary_csv(results))
     langs = per_language(results)
     emit("per_language.md", "# Scores per target language (mean ± sd over seeds)\n\n" + per_language_markdown(results))
-    emit("per_language.csv", _csv_text(["task", "metric", "method", "k", "language", "role", "mean", "sd",
+    emit("per_language.csv", csv_text(["task", "metric", "method", "k", "language", "role", "mean", "sd",
                                         "n_seeds"],
                                        [[r[c] for c in ("task", "metric", "method", "k", "language", "role")]
                                         + [f"{r['mean']:.4f}", "" if r["sd"] is None else f"{r['sd']:.4f}",
                                            r["n_seeds"]] for r in langs]))
     stats = surgery_stats(runs)
     emit("surgery_stats.md", "# Gradient surgery statistics per oracle language\n\n" + surgery_markdown(stats))
-    emit("surgery_stats.csv", _csv_text(
+    emit("surgery_stats.csv", csv_text(
         ["task", "method", "k", "language", "n_seeds", "steps", "oracle_runs", "conflicts", "projections",
          "conflict_rate", "mean_cos"],
         [[r[c] for c in ("task", "method", "k", "language", "n_seeds", "steps", "oracle_runs", "conflicts",
@@ -520,7 +494,7 @@ def write_reports(output_dir: str | Path) -> dict[str, Path]:
                                             "" if math.isnan(r["mean_cos"]) else f"{r['mean_cos']:.4f}"]
          for r in stats]))
     curves = curve_rows(runs, load_source_results(out))
-    emit("curves.csv", _csv_text(["task", "method", "k", "seed", "job", "step", "kind", "language", "value"],
+    emit("curves.csv", csv_text(["task", "method", "k", "seed", "job", "step", "kind", "language", "value"],
                                  [[r[c] for c in ("task", "method", "k", "seed", "job", "step", "kind", "language")]
                                   + ["" if r["value"] is None else r["value"]] for r in curves]))
     for task in sorted({r["task"] for r in curves}):

@@ -12,7 +12,11 @@ fails with its file and line before anything trains), and builds, once each (cac
   ``--max-eval-examples`` / ``--max-dev-examples`` by a fixed (seed-independent) sample,
   then without any example whose content equals a shot's (WikiANN repeats sentences across
   its splits; the records' ``n_excluded`` counts them);
-- what the surgery's oracle pass for a language runs on (:meth:`RunData.oracle_batch`).
+- what the surgery's oracle pass for a language runs on (:meth:`RunData.oracle_batch`);
+- for the analysis method ``target-only-full``: the targets that have a ``train`` split
+  (:attr:`RunData.train_split_targets`) and each one's training set, its ``train`` split
+  capped to ``--max-source-examples`` by the English set's fixed-sample rule
+  (:meth:`RunData.target_train_set`).
 """
 from __future__ import annotations
 
@@ -27,6 +31,9 @@ from .train import RandomOracleBatch
 
 logger = logging.getLogger(__name__)
 
+#: the analysis method that trains on a target's whole train split (methods.ANALYSIS_METHOD_TABLE)
+TRAIN_SPLIT_METHOD = "target-only-full"
+
 
 class RunData:
     """The data one run shares between its cells; see the module docstring."""
@@ -37,6 +44,7 @@ class RunData:
         self.tokenizer = tokenizer
         self.hub = config.data_dir is None
         self.targets, self.skipped_targets = self._resolve_targets()
+        self.train_split_targets = self._resolve_train_split_targets()
         self._cache: dict = {}
         self._read_inputs()
 
@@ -67,6 +75,10 @@ class RunData:
             self.task.eval_set(lang, d)
         if "ord-fs-dev" in c.methods:
             for lang in self.targets:
+                self.task.target_dev(lang, d)
+        if TRAIN_SPLIT_METHOD in c.methods:
+            for lang in self.train_split_targets:
+                self.task.source_train(lang, d)
                 self.task.target_dev(lang, d)
         if set(c.methods) != {"zero-shot"}:  # every draw, so a K beyond a pool fails now
             for lang in self.targets:
@@ -115,6 +127,27 @@ class RunData:
             raise ValueError(f"--targets: no {c.task} language besides {c.source} has data to draw shots from")
         return targets, {lang: reason for lang in without_pool}
 
+    def _resolve_train_split_targets(self) -> tuple[str, ...]:
+        """The targets ``target-only-full`` trains a model for: those with a ``train`` split. A
+        target named in ``--targets`` without one is an error; with ``--targets all`` it is left
+        out of that method only (logged). Empty when the run does not train that method."""
+        c = self.config
+        if TRAIN_SPLIT_METHOD not in c.methods:
+            return ()
+        without = [lang for lang in self.targets
+                   if not self.task.has_split(lang, "train", self._data_dir(), hub=self.hub)]
+        what = f"no {c.task} train split to train {TRAIN_SPLIT_METHOD} on (its shots come from dev)"
+        if without and c.targets is not None:
+            raise ValueError(f"--methods {TRAIN_SPLIT_METHOD}: {', '.join(without)} ha"
+                             f"{'s' if len(without) == 1 else 've'} {what}; leave "
+                             f"{'it' if len(without) == 1 else 'them'} out of --targets or the method out of --methods")
+        if without:
+            logger.warning("%s: leaving out %s: %s", TRAIN_SPLIT_METHOD, ", ".join(without), what)
+        kept = tuple(lang for lang in self.targets if lang not in without)
+        if not kept:
+            raise ValueError(f"--methods {TRAIN_SPLIT_METHOD}: no target language has a {c.task} train split")
+        return kept
+
     def _cached(self, key, make):
         if key not in self._cache:
             self._cache[key] = make()
@@ -131,6 +164,25 @@ class RunData:
             return self.encode(examples)
 
         return self._cached("source_train", make)
+
+    def target_train(self, lang: str) -> list:
+        """``lang``'s ``train`` split (the task's training role, as for English: ``task.source_train``)
+        capped to ``--max-source-examples``: target-only-full's data, the source model's budget."""
+        if lang not in self.train_split_targets:
+            raise ValueError(f"{lang}: not a target with a train split in this run ({TRAIN_SPLIT_METHOD} targets: "
+                             f"{', '.join(self.train_split_targets) or 'none'})")
+
+        def make():
+            examples = cap(self.task.source_train(lang, self._data_dir(), **self._data_kwargs()),
+                           self.config.max_source_examples)
+            logger.info("%s training set: %d examples", lang, len(examples))
+            return examples
+
+        return self._cached(("target_train", lang), make)
+
+    def target_train_set(self, lang: str):
+        """The encoded :meth:`target_train` of ``lang``."""
+        return self._cached(("target_train_set", lang), lambda: self.encode(self.target_train(lang)))
 
     def source_dev(self) -> list:
         return self._cached("source_dev", lambda: cap(

@@ -7,6 +7,10 @@ sets and evaluation sets for every method), scores it on its languages and commi
 cell's records (``results.ResultStore``). The source model of a seed is trained once
 (English only, selected on English dev) and cached in the run directory
 (``run_dir.source_model_dir``); zero-shot, ord-FS, ord-FS+dev and mix-FT start from it.
+The analysis methods ``target-only`` and ``target-only-full`` (``methods.ANALYSIS_METHOD_TABLE``)
+start from the pretrained encoder as the one-step methods do; ``target-only-full`` trains on
+a target's train split (``RunData.target_train_set``), for the targets that have one
+(``RunData.train_split_targets``), with the source model's budget and selection rule.
 """
 from __future__ import annotations
 
@@ -120,11 +124,14 @@ class Runner:
     def source_dev_selector(self) -> Selector | None:
         """Selection of source-trained and one-step models: best on the English dev set every
         ``--eval-every`` steps, or None (the last checkpoint) with ``--source-selection last``."""
+        return self.dev_selector(self.data.source_dev(), self.config.source)
+
+    def dev_selector(self, dev: list, lang: str) -> Selector | None:
+        """The source model's rule on ``lang``'s dev set ``dev`` (target-only-full selects on its
+        target's as the source model does on English's)."""
         if self.config.source_selection == "last":
             return None
-        dev = self.data.source_dev()
-        return Selector(lambda m: self.primary_score(m, dev), every=self.config.eval_every,
-                        name=f"{self.config.source}-dev")
+        return Selector(lambda m: self.primary_score(m, dev), every=self.config.eval_every, name=f"{lang}-dev")
 
     def source_model(self, seed: int):
         """A fresh copy of the seed's source model, trained now if it is not cached yet."""
@@ -163,15 +170,17 @@ class Runner:
     # ------------------------------------------------------------------ cells
 
     def plan_cells(self) -> list[tuple[CellKey, str, int]]:
-        """Every cell of the run as (key, method, K); zero-shot is one K=0 cell per seed."""
+        """Every cell of the run as (key, method, K); zero-shot (and target-only-full, which trains
+        on no shots either: ``methods.cell_k``) is one K=0 cell per seed."""
         c = self.config
         cells = []
         for seed in c.seeds:
-            if "zero-shot" in c.methods:
-                cells.append((CellKey(c.task, "zero-shot", 0, seed), "zero-shot", 0))
+            for method in c.methods:
+                if M.k_independent(method):
+                    cells.append((CellKey(c.task, method, 0, seed), method, 0))
             for k in c.ks:
                 for method in c.methods:
-                    if method == "zero-shot":
+                    if M.k_independent(method):
                         continue
                     label = M.method_label(method, c.language_set)
                     cells.append((CellKey(c.task, label, k, seed), method, k))
@@ -228,7 +237,8 @@ class Runner:
         if k and R.is_main():
             self.data.write_shot_manifest(self.out, k, key.seed)
         results, runs = [], []
-        for job in M.plan_jobs(method, self.data.targets, source=c.source, language_set=c.language_set,
+        targets = self.data.train_split_targets if m.shots == "target-train" else self.data.targets
+        for job in M.plan_jobs(method, targets, source=c.source, language_set=c.language_set,
                                oracle_includes_source=c.oracle_includes_source):
             run, job_results = self.run_job(key, job, k, alpha=c.alpha if m.surgery else None)
             runs.append(run)
@@ -261,8 +271,9 @@ class Runner:
         rule = self.rule_selection(job)
         selection = M.SELECT_AVERAGE if self.averages(job) else rule
         info = outcome.to_dict()
+        trained_on = {"target_train_languages": list(job.target_train_languages)} if job.target_train_languages else {}
         run = run_record(key, job.name, info, selection, shot_languages=list(job.shot_languages),
-                         oracle_languages=list(job.oracle_languages), source_train_seconds=source_seconds,
+                         oracle_languages=list(job.oracle_languages), source_train_seconds=source_seconds, **trained_on,
                          **{name: info[name] for name in info if name not in ("steps", "selected_step")})
         if c.save_models and R.is_main():
             D.save_trained_state(D.cell_model_dir(self.out, key.task, key.method, k, seed, job.name), model,
@@ -281,16 +292,22 @@ class Runner:
             else:
                 if state is not None:
                     model.load_state_dict(state, strict=False)
-                scored = self.score(model, run, job.eval_languages, checkpoint, step, k, alpha)
+                scored = self.score(model, run, job.eval_languages, checkpoint, step, k, alpha,
+                                    trained_on_train=job.target_train_languages)
             results += scored
             previous = scored
         return run, results
 
-    def score(self, model, run: dict, languages, checkpoint: str, step: int, k: int, alpha) -> list[dict]:
-        """``model`` (``run``'s, at ``checkpoint``, trained to ``step``) on each of ``languages``."""
+    def score(self, model, run: dict, languages, checkpoint: str, step: int, k: int, alpha,
+              trained_on_train=()) -> list[dict]:
+        """``model`` (``run``'s, at ``checkpoint``, trained to ``step``) on each of ``languages``;
+        a language in ``trained_on_train`` (target-only-full) is scored without any example equal
+        to one of its training set, as a shot-trained model is scored without its shots."""
         c, seed, out = self.config, run["seed"], []
         for lang in languages:
             shots = self.data.shots(lang, k, seed) if k and lang != c.source else ()
+            if lang in trained_on_train:
+                shots = self.data.target_train(lang)
             examples, n_excluded = self.data.eval_set(lang, shots)
             start = time.perf_counter()
             scores = self.evaluate(model, examples)
@@ -320,11 +337,15 @@ class Runner:
         c = self.config
         sets = [self.data.source_train_set()] if job.with_source_data else []
         sets += [self.data.shot_set(lang, k, seed) for lang in job.shot_languages]
+        sets += [self.data.target_train_set(lang) for lang in job.target_train_languages]
         dataset = MixedSet(sets)
         settings = self.optim_settings(batch=job.batch, k=k)
         selector = None
         if job.selection == M.SELECT_SOURCE_DEV:
             selector = self.source_dev_selector()
+        elif job.selection == M.SELECT_TARGET_DEV and job.batch == "config":  # target-only-full: the source rule
+            lang = job.selection_language
+            selector = self.dev_selector(self.data.target_dev(lang, self.data.shots(lang, k, seed) if k else ()), lang)
         elif job.selection == M.SELECT_TARGET_DEV:
             lang = job.selection_language
             dev = self.data.target_dev(lang, self.data.shots(lang, k, seed))
@@ -336,7 +357,7 @@ class Runner:
             observe = job.surgery_mode == "observe"
             surgery = SurgerySettings(alpha=c.alpha, per_micro_batch=c.surgery_per_micro_batch,
                                       mode="off" if observe else "stochastic", observe=observe)
-        if job.with_source_data:  # a long training: the parsed files behind its (cached) sets can go
+        if job.with_source_data or job.target_train_languages:  # a long training: the parsed files can go
             release_file_cache()
         average = self.averages(job)
         return train(model, dataset, settings, seed=seed, device=c.device, selector=selector,
@@ -344,8 +365,11 @@ class Runner:
                      keep_last=selector is not None or average, average=average)
 
     def rule_selection(self, job: M.Job) -> str:
-        """The checkpoint ``job``'s method keeps: its own rule, ``--source-selection last`` applied."""
-        if job.selection == M.SELECT_SOURCE_DEV and self.config.source_selection == "last":
+        """The checkpoint ``job``'s method keeps: its own rule, ``--source-selection last`` applied
+        (to the one-step methods' English dev and target-only-full's target dev selection)."""
+        dev_every_eval = job.selection == M.SELECT_SOURCE_DEV or (job.selection == M.SELECT_TARGET_DEV
+                                                                  and job.batch == "config")
+        if dev_every_eval and self.config.source_selection == "last":
             return M.SELECT_LAST
         return job.selection
 

@@ -13,8 +13,9 @@ from .results import CellKey
 
 
 #: The shard assignment's rough cost of a cell's work, in full trainings: a job that trains on the
-#: English set (one-step methods) and a seed's source model count 1 each, any other job
-#: (target-adapting on K shots, zero-shot's evaluation) counts SMALL_JOB_COST.
+#: English set (one-step methods) or on a target's whole train split (target-only-full), and a
+#: seed's source model, count 1 each; any other job (target-adapting or target-only on K shots,
+#: zero-shot's evaluation) counts SMALL_JOB_COST.
 FULL_TRAINING_COST = 1.0
 SMALL_JOB_COST = 0.02
 
@@ -63,7 +64,8 @@ def cell_cost(config: RunConfig, targets, method: str) -> tuple[float, bool]:
     it starts from its seed's source model."""
     jobs = M.plan_jobs(method, targets, source=config.source, language_set=config.language_set,
                        oracle_includes_source=config.oracle_includes_source)
-    cost = sum(FULL_TRAINING_COST if job.with_source_data else SMALL_JOB_COST for job in jobs)
+    cost = sum(FULL_TRAINING_COST if job.with_source_data or job.target_train_languages else SMALL_JOB_COST
+               for job in jobs)
     return cost, M.get_method(method).init == M.SOURCE_MODEL
 
 

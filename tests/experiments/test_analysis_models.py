@@ -406,11 +406,30 @@ def test_interpolation_end_points_are_the_two_models(tiny_run, tmp_path):
         assert r["f1"] == full[(r["a"], r["set"], r["language"])]["f1"]
 
 
-def test_interpolation_plane_corners_are_the_three_models(tiny_run, tmp_path):
+def flat_delta(state, origin):
+    """Every floating tensor of ``state`` minus ``origin``'s, flattened into one float64 vector."""
+    return torch.cat([(state[n].double() - origin[n].double()).flatten() for n in origin
+                      if origin[n].is_floating_point()])
+
+
+def runner_start(tiny_run, tmp_path, seed):
+    """``Runner.pretrained_model(seed)``'s state: the start every model of the seed trains from."""
+    from transfer.runner import Runner
+
+    config = C.resolve_config(types.SimpleNamespace(
+        task="pos", targets=",".join(TARGETS), data_dir=str(tiny_run.data), output_dir=str(tmp_path / "runner"),
+        model=str(tiny_run.base), batch_size=8, freeze_embeddings=False, max_seq_length=64))
+    return Runner(config, model_path=str(tiny_run.base)).pretrained_model(seed).state_dict()
+
+
+def test_interpolation_plane_is_wu_et_al_s(tiny_run, tmp_path):
+    """theta_0 (the runner's pretrained start of the seed) at (0, 0), the source model at (1, 0), the
+    target model at (0, 1); the bilingual model located by least squares (a float64 oracle)."""
     out_dir = tmp_path / "plane"
+    bilingual_dir = cell_model_dir(tiny_run.out, "pos", "gradient-mix-train", K, SEED)
+    source_dir = source_model_dir(tiny_run.out, "pos", SEED)
     assert analyze.main(["interpolate", "--run-dir", str(tiny_run.out), "--data-dir", str(tiny_run.data),
-                         "--bilingual", str(cell_model_dir(tiny_run.out, "pos", "gradient-mix-train", K, SEED)),
-                         "--source-model", str(source_model_dir(tiny_run.out, "pos", SEED)),
+                         "--bilingual", str(bilingual_dir), "--source-model", str(source_dir),
                          "--target-model", str(tiny_run.pretrained), "--target-language", "yy",
                          "--k", str(K), "--seed", str(SEED), "--languages", "yy", "--points", "2",
                          "--grid", "0,1,2", "--max-eval-examples", "0", "--eval-batch-size", "1000",
@@ -418,19 +437,146 @@ def test_interpolation_plane_corners_are_the_three_models(tiny_run, tmp_path):
     stem = f"interpolation2d_pos_k{K}_seed{SEED}_yy"
     data = json.loads((out_dir / f"{stem}.json").read_text())
     assert (out_dir / f"{stem}.png").read_bytes().startswith(b"\x89PNG")
+    assert (out_dir / f"interpolation_pos_k{K}_seed{SEED}.json").is_file()  # the line as well
     assert len(data["points"]) == 2 * 2 * 2  # 2 x 2 grid x (source, yy)
+    assert data["formula"] == "theta(a1, a2) = theta_0 + a1 * (source - theta_0) + a2 * (target - theta_0)"
 
     setup = make_setup(RunDir(tiny_run.out), data_dir=str(tiny_run.data))
+    start = runner_start(tiny_run, tmp_path, SEED)
+    origin = setup.pretrained(SEED)
+    assert all(torch.equal(origin.state_dict()[n], start[n]) for n in start)  # exactly the runner's start
+    assert not torch.equal(setup.pretrained(SEED + 1).state_dict()["classifier.weight"], start["classifier.weight"])
     sets = dev_sets(tiny_run, setup.tokenizer, ["yy"])
-    corners = {(0.0, 0.0): (cell_model_dir(tiny_run.out, "pos", "gradient-mix-train", K, SEED), str(tiny_run.base)),
-               (1.0, 0.0): (source_model_dir(tiny_run.out, "pos", SEED), str(tiny_run.base)),
-               (0.0, 1.0): (tiny_run.pretrained, None)}
-    for (a1, a2), (folder, base) in corners.items():
-        model = load_model(folder, tiny_run.task, base_model=base)
+    corners = {(0.0, 0.0): origin,
+               (1.0, 0.0): load_model(source_dir, tiny_run.task, base_model=str(tiny_run.base)),
+               (0.0, 1.0): load_model(tiny_run.pretrained, tiny_run.task)}
+    for (a1, a2), model in corners.items():
         got = points_at(data["points"], a1=a1, a2=a2)
         for key, examples in sets.items():
-            assert got[key]["loss"] == pytest.approx(reference_scores(model, tiny_run.task, setup.tokenizer,
-                                                                      examples)["loss"], rel=1e-5)
+            expected = reference_scores(model, tiny_run.task, setup.tokenizer, examples)
+            assert got[key]["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+            assert got[key]["f1"] == pytest.approx(expected["f1"], abs=1e-9)
+
+    # the geometry against a float64 oracle: one flat vector per model, lstsq for the bilingual point
+    theta_0 = {n: t for n, t in start.items()}
+    u = flat_delta(corners[(1.0, 0.0)].state_dict(), theta_0)
+    v = flat_delta(corners[(0.0, 1.0)].state_dict(), theta_0)
+    w = flat_delta(load_model(bilingual_dir, tiny_run.task, base_model=str(tiny_run.base)).state_dict(), theta_0)
+    cosine = float(u @ v / (u.norm() * v.norm()))
+    assert data["axes_cosine"] == pytest.approx(cosine, abs=1e-12) and abs(cosine) < 0.95
+    basis = torch.stack([u, v], dim=1)
+    solution = torch.linalg.lstsq(basis, w.unsqueeze(1), driver="gelsd").solution.squeeze(1)
+    located = data["bilingual"]
+    assert located["coordinates"] == pytest.approx(solution.tolist(), abs=1e-9)
+    distance = float((w - basis @ solution).norm())
+    assert located["distance"] == pytest.approx(distance, rel=1e-9)
+    assert located["relative_distance"] == pytest.approx(distance / float(w.norm()), rel=1e-9)
+    assert located["path"] == str(bilingual_dir)
+
+
+def test_plane_geometry_locates_points_of_the_plane_and_checks_axes():
+    from transfer.analysis.interpolation import check_axes, plane_geometry, plane_state
+
+    gen = torch.Generator().manual_seed(3)
+    origin = {"w": torch.randn(4, 5, generator=gen), "b": torch.randn(5, generator=gen), "ids": torch.arange(3),
+              "frozen": torch.ones(2)}
+    source = {**origin, "w": origin["w"] + torch.randn(4, 5, generator=gen), "b": origin["b"] + 1.0}
+    target = {**origin, "w": origin["w"] + torch.randn(4, 5, generator=gen), "b": origin["b"] - 0.5}
+    # the corners, exactly
+    for (a1, a2), state in (((0, 0), origin), ((1, 0), source), ((0, 1), target)):
+        corner = plane_state(origin, source, target, float(a1), float(a2))
+        assert all(torch.equal(corner[n], state[n]) for n in state)
+    # a point of the plane is found at its coordinates, at distance ~0; the corners at (1, 0) and (0, 1)
+    inside = {**origin, "w": origin["w"] + 0.3 * (source["w"] - origin["w"]) - 0.7 * (target["w"] - origin["w"]),
+              "b": origin["b"] + 0.3 * 1.0 - 0.7 * -0.5}
+    for state, coordinates in ((inside, [0.3, -0.7]), (source, [1.0, 0.0]), (target, [0.0, 1.0])):
+        located = plane_geometry(origin, source, target, state)["bilingual"]
+        assert located["coordinates"] == pytest.approx(coordinates, abs=1e-6)
+        assert located["relative_distance"] < 1e-6
+    # off the plane: the float64 oracle
+    off = {**origin, "w": origin["w"] + torch.randn(4, 5, generator=gen), "b": origin["b"] + 2.0}
+    geometry = plane_geometry(origin, source, target, off)
+    u, v, w = (flat_delta(s, origin) for s in (source, target, off))
+    basis = torch.stack([u, v], dim=1)
+    solution = torch.linalg.lstsq(basis, w.unsqueeze(1), driver="gelsd").solution.squeeze(1)
+    assert geometry["bilingual"]["coordinates"] == pytest.approx(solution.tolist(), abs=1e-12)
+    assert geometry["bilingual"]["distance"] == pytest.approx(float((w - basis @ solution).norm()), rel=1e-12)
+    assert geometry["axes_cosine"] == pytest.approx(float(u @ v / (u.norm() * v.norm())), abs=1e-12)
+    check_axes(geometry, "src", "tgt")  # random axes: fine
+
+    # orthogonal axes: cosine 0, fine; nearly collinear: refused, naming both models and the cosine
+    flat = {"w": torch.zeros(4)}
+    orthogonal = plane_geometry(flat, {"w": torch.tensor([1.0, 0, 0, 0])}, {"w": torch.tensor([0, 2.0, 0, 0])})
+    assert orthogonal["axes_cosine"] == 0.0
+    check_axes(orthogonal, "src", "tgt")
+    collinear = plane_geometry(flat, {"w": torch.tensor([1.0, 0, 0, 0])}, {"w": torch.tensor([1.0, 0.1, 0, 0])})
+    tenth = torch.tensor(0.1).item()  # float32's 0.1, computed with in float64
+    assert collinear["axes_cosine"] == pytest.approx(1 / (1 + tenth ** 2) ** 0.5, abs=1e-15)  # 0.995
+    with pytest.raises(ValueError, match=r"nearly collinear: cos\(source - theta_0, target - theta_0\) = 0\.9950 "
+                                         r"\(\|cos\| > 0\.95\) for the source model src/m and the target model tgt/m"):
+        check_axes(collinear, "src/m", "tgt/m")
+    opposite = plane_geometry(flat, {"w": torch.tensor([1.0, 0, 0, 0])}, {"w": torch.tensor([-1.0, 0.1, 0, 0])})
+    with pytest.raises(ValueError, match=r"= -0\.9950"):
+        check_axes(opposite, "src", "tgt")
+    with pytest.raises(ValueError, match="equals the plane's origin"):
+        check_axes(plane_geometry(flat, {"w": torch.tensor([1.0, 0, 0, 0])}, flat), "src", "tgt")
+
+
+def test_interpolate_refuses_a_plane_of_nearly_collinear_models(tiny_run, tmp_path, capsys):
+    """A target model that is the source model plus a few small steps (ord-FS) spans no plane:
+    the command stops before evaluating anything, naming both models and the cosine."""
+    from safetensors.torch import save_file
+
+    source_dir = source_model_dir(tiny_run.out, "pos", SEED)
+    source = load_model(source_dir, tiny_run.task, base_model=str(tiny_run.base))
+    near = tmp_path / "ord-fs-like"
+    near.mkdir()
+    gen = torch.Generator().manual_seed(5)
+    save_file({n: (p.detach() + 1e-3 * torch.randn(p.shape, generator=gen)).contiguous()
+               for n, p in source.named_parameters()}, str(near / "trained_state.safetensors"))
+    out_dir = tmp_path / "refused"
+    with pytest.raises(SystemExit) as err:
+        analyze.main(["interpolate", "--run-dir", str(tiny_run.out), "--data-dir", str(tiny_run.data),
+                      "--bilingual-method", "naive-mix-train", "--target-model", str(near), "--target-language", "yy",
+                      "--languages", "yy", "--grid", "0,1,2", "--output-dir", str(out_dir)])
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert "nearly collinear" in message and str(source_dir) in message and str(near) in message
+    assert "cos(source - theta_0, target - theta_0) = 0.9" in message
+    assert not out_dir.exists() or not list(out_dir.iterdir())  # nothing evaluated, nothing written
+
+
+def test_interpolate_finds_the_bilingual_single_and_target_only_models(tiny_run, tmp_path, monkeypatch):
+    """--bilingual-method naive-mix-train --language-set single: the run's naive-single model of
+    --target-language; --target-method target-only-full: its K=0 model (it trains on no shots)."""
+    import shutil
+
+    from transfer.analysis import interpolation
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run.out, run_dir)
+    torch.manual_seed(0)
+    template = tiny_run.task.build_model(str(tiny_run.base))
+    bilingual = write_state_checkpoint(cell_model_dir(run_dir, "pos", "naive-single", K, SEED, "yy"), template, 31)
+    target = write_state_checkpoint(cell_model_dir(run_dir, "pos", "target-only-full", 0, SEED, "yy"), template, 32)
+    seen = {}
+
+    def spy_plane(setup, **kw):
+        seen.update(kw)
+        return {}
+
+    monkeypatch.setattr(interpolation, "run_plane", spy_plane)
+    monkeypatch.setattr(interpolation, "run_line", lambda setup, **kw: seen.setdefault("line", kw) and {})
+    assert analyze.main(["interpolate", "--run-dir", str(run_dir), "--data-dir", str(tiny_run.data),
+                         "--bilingual-method", "naive-mix-train", "--language-set", "single",
+                         "--target-method", "target-only-full", "--target-language", "yy",
+                         "--k", str(K), "--seed", str(SEED)]) == 0
+    assert (seen["bilingual"], seen["target"], seen["seed"]) == (bilingual, target, SEED)
+    assert seen["source"] == source_model_dir(run_dir, "pos", SEED) and seen["label"] == "naive-single"
+    assert seen["line"]["bilingual"] == bilingual
+    with pytest.raises(SystemExit):  # a -single method without a target language: which model?
+        analyze.main(["interpolate", "--run-dir", str(run_dir), "--data-dir", str(tiny_run.data),
+                      "--bilingual-method", "naive-single", "--k", str(K), "--seed", str(SEED)])
 
 
 def test_combine_is_exact_at_the_corners_and_checks_tensors():

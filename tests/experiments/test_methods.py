@@ -489,3 +489,142 @@ def test_an_evaluation_example_equal_to_a_shot_is_removed_and_counted(tiny_setup
             assert (r["n_eval"], r["n_excluded"]) == (n_test - len(shots), len(shots))
     kept, removed = runner.data.eval_set("xx", runner.data.shots("xx", 2, 1))
     assert removed == len(shots) and not shots & {tuple(ex.tokens) for ex in kept}
+
+
+# ----------------------------------------------------------------------------- analysis methods (issue 16)
+
+
+def test_target_only_methods_start_from_the_pretrained_encoder_on_the_target_alone():
+    jobs = M.plan_jobs("target-only", TARGETS)
+    assert [j.name for j in jobs] == list(TARGETS)  # one model per target, as ord-FS
+    for job, lang in zip(jobs, TARGETS):
+        assert (job.init, job.with_source_data, job.batch, job.selection) == (M.PRETRAINED, False, "k", M.SELECT_LAST)
+        assert (job.shot_languages, job.target_train_languages, job.eval_languages) == ((lang,), (), (lang,))
+        assert job.oracle_languages == () and job.surgery_mode is None
+    full = M.plan_jobs("target-only-full", ("xx", "yy"))
+    for job, lang in zip(full, ("xx", "yy")):
+        assert (job.init, job.with_source_data, job.batch) == (M.PRETRAINED, False, "config")
+        assert (job.shot_languages, job.target_train_languages, job.eval_languages) == ((), (lang,), (lang,))
+        assert (job.selection, job.selection_language) == (M.SELECT_TARGET_DEV, lang) and job.trains
+    assert (M.cell_k("target-only-full", 5), M.cell_k("target-only", 5), M.cell_k("zero-shot", 5)) == (0, 5, 0)
+
+
+def test_analysis_methods_stay_out_of_the_paper_s_method_lists(tiny_setup):
+    from transfer.report import PAIRS
+
+    data, _ = tiny_setup
+
+    assert set(M.ANALYSIS_METHOD_TABLE) == set(C.ANALYSIS_METHODS) == {"target-only", "target-only-full"}
+    assert not set(C.ANALYSIS_METHODS) & set(C.METHODS) and not set(M.ANALYSIS_METHOD_TABLE) & set(M.METHOD_TABLE)
+    for preset in C.PRESET_SETTINGS.values():
+        assert not set(preset.get("methods") or ()) & set(C.ANALYSIS_METHODS)
+    assert not {m for pair in PAIRS for m in pair} & set(C.ANALYSIS_METHODS)
+    assert make_config(data, Path("out"), methods="target-only,target-only-full").methods == (
+        "target-only", "target-only-full")
+    assert C.PRESET_SETTINGS["paper"]["methods"] == C.METHODS  # Table 1's six, unchanged
+    with pytest.raises(ValueError, match="unknown method\\(s\\) target-only-fool"):
+        make_config(data, Path("out"), methods="target-only-fool")
+
+
+class StartSpy:
+    """Records, for every training, its data (the MixedSet) and the model's state at its start."""
+
+    def __init__(self, monkeypatch):
+        from transfer import runner as R
+
+        self.trained = []
+        original = R.train
+
+        def train(model, dataset, settings, **kw):
+            self.trained.append({"desc": kw["desc"], "dataset": dataset, "batch": settings.micro_batch_size,
+                                 "epochs": settings.epochs, "selector": kw.get("selector"),
+                                 "oracles": kw.get("oracle_batches"),
+                                 "start": {n: t.detach().clone() for n, t in model.state_dict().items()}})
+            return original(model, dataset, settings, **kw)
+
+        monkeypatch.setattr(R, "train", train)
+
+
+def input_ids(encoded):
+    return [encoded[i]["input_ids"].tolist() for i in range(len(encoded))]
+
+
+def test_target_only_models_train_from_the_pretrained_start_on_exactly_their_data(tiny_setup, tmp_path, monkeypatch):
+    from transfer import run_dir as D
+    from transfer.shots import cap
+
+    data, model = tiny_setup
+    out = tmp_path / "out"
+    config = make_config(data, out, methods="target-only,target-only-full", targets="xx,yy", max_source_examples=12,
+                         save_models=True)
+    runner = make_runner(config, model)
+    assert runner.data.train_split_targets == ("xx", "yy")
+    spy = StartSpy(monkeypatch)
+    done = runner.run()
+    # target-only-full trains on no shots: one K=0 cell per seed, like zero-shot
+    assert sorted((key.method, key.k) for key in done) == [("target-only", 2), ("target-only-full", 0)]
+    by_desc = {t["desc"]: t for t in spy.trained}  # the K=0 cells first, as zero-shot's
+    assert [t["desc"] for t in spy.trained] == ["target-only-full k0 s1 xx", "target-only-full k0 s1 yy",
+                                                "target-only k2 s1 xx", "target-only k2 s1 yy"]
+    start = runner.pretrained_model(1).state_dict()  # the seed's pretrained start, head included
+    for t in spy.trained:
+        assert set(t["start"]) == set(start) and all(torch_equal(t["start"][n], start[n]) for n in start), t["desc"]
+        assert t["oracles"] is None
+        assert all(s is not runner.data.source_train_set() for s in t["dataset"].sets)  # no English data
+    for lang in ("xx", "yy"):  # the language's K shots, batch K, the adapting epochs
+        t = by_desc[f"target-only k2 s1 {lang}"]
+        (shots,) = t["dataset"].sets
+        expected = runner.task.encode(runner.data.shots(lang, 2, 1), runner.tokenizer, 64)
+        assert input_ids(shots) == input_ids(expected) and len(shots) == 2
+        assert (t["batch"], t["epochs"], t["selector"]) == (2, config.adapt_epochs, None)
+    for lang in ("xx", "yy"):  # its train split, capped as English is, the source budget
+        t = by_desc[f"target-only-full k0 s1 {lang}"]
+        (train_set,) = t["dataset"].sets
+        split = runner.task.source_train(lang, data)
+        assert len(split) == 20 and all(ex.uid.startswith(f"udpos/{lang}/train/") for ex in split)
+        expected = runner.task.encode(cap(split, 12), runner.tokenizer, 64)
+        assert len(train_set) == 12 and input_ids(train_set) == input_ids(expected)
+        assert (t["batch"], t["epochs"]) == (config.micro_batch_size, config.epochs)
+        assert (t["selector"].name, t["selector"].every) == (f"{lang}-dev", config.eval_every)
+    for method, k in (("target-only", 2), ("target-only-full", 0)):
+        for lang in ("xx", "yy"):
+            assert D.is_saved(D.cell_model_dir(out, "pos", method, k, 1, lang))
+    results = runner.store.results()
+    assert {(r["method"], r["job"], r["language"]) for r in results} == {
+        (m, lang, lang) for m in ("target-only", "target-only-full") for lang in ("xx", "yy")}
+    runs = {(r["method"], r["job"]): r for r in runner.store.runs()}
+    assert runs[("target-only-full", "xx")]["target_train_languages"] == ["xx"]
+    assert runs[("target-only", "xx")]["shot_languages"] == ["xx"]
+    from transfer.report import write_reports
+
+    write_reports(out)  # analysis methods in a run's records: the report still builds
+    assert "target-only-full" in (out / "summary.md").read_text()
+
+
+def test_target_only_full_follows_source_selection_last(tiny_setup, tmp_path, monkeypatch):
+    data, model = tiny_setup
+    runner = make_runner(make_config(data, tmp_path, methods="target-only-full", targets="xx", max_steps=2,
+                                     source_selection="last"), model)
+    spy = StartSpy(monkeypatch)
+    runner.run()
+    assert [t["selector"] for t in spy.trained] == [None]
+    assert {r["selection"] for r in runner.store.runs()} == {"last"}
+
+
+def torch_equal(a, b):
+    import torch
+
+    return torch.equal(a, b)
+
+
+def test_target_only_full_needs_a_train_split(tiny_setup, tmp_path):
+    data, model = tiny_setup  # hh and dd have no train split: their shots come from dev
+    with pytest.raises(ValueError, match=r"--methods target-only-full: hh has no pos train split to train "
+                                         r"target-only-full on"):
+        make_runner(make_config(data, tmp_path, methods="target-only-full", targets="xx,hh"), model)
+    everything = make_runner(make_config(data, tmp_path / "all", methods="ord-fs,target-only-full", targets="all"),
+                             model)
+    assert everything.data.targets == ("dd", "hh", "xx", "yy")  # the other methods keep every target
+    assert everything.data.train_split_targets == ("xx", "yy")
+    assert make_runner(make_config(data, tmp_path / "no", methods="target-only", targets="xx,hh"),
+                       model).data.train_split_targets == ()  # K shots: dev-drawn shots are fine

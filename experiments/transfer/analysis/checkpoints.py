@@ -85,6 +85,34 @@ class ModelSetup:
         return load_model(path, self.task, base_model=self.base_model, freeze_embeddings=self.freeze_embeddings,
                           seed=seed).to(self.device).eval()
 
+    def pretrained(self, seed: int) -> torch.nn.Module:
+        """θ_0 of ``seed``: the base model with the seed's initial task head, built exactly as
+        ``Runner.pretrained_model(seed)`` builds the start of every model of that seed (on
+        ``self.device``, in eval mode)."""
+        from ..train import freeze_word_embeddings, set_seed
+
+        if self.base_model is None:
+            raise ValueError("--model: the plane's origin is the pretrained start of the models; name their base "
+                             "model (or use a run dir whose run_config.json records it)")
+        set_seed(seed)  # the task head's initialisation, as Runner.pretrained_model
+        model = self.task.build_model(str(self.base_model))
+        if self.freeze_embeddings:
+            freeze_word_embeddings(model)
+        return model.to(self.device).eval()
+
+
+def cell_job(method_label: str, job: str | None, language: str | None, flag: str) -> str:
+    """The job of a cell's saved model: ``job`` if given; else the target ``language`` for the
+    per-language cells (``<stem>-single``, a language set of one model per target), else ``all``."""
+    if job:
+        return job
+    if method_label.endswith("-single"):
+        if not language:
+            raise ValueError(f"{flag}: {method_label} has one model per target language: name it "
+                             f"(--target-language, or {flag} LANG)")
+        return language
+    return "all"
+
 
 def load_model(path, task, *, base_model: str | None = None, freeze_embeddings: bool = False,
                seed: int = 0) -> torch.nn.Module:

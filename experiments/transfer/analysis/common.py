@@ -10,15 +10,13 @@ write into its ``analysis/`` unless told otherwise.
 """
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import statistics
 from collections import defaultdict
 from pathlib import Path
 
 from .. import run_dir as D
 from ..results import ResultStore, atomic_path, read_data_record, read_json, select_records, verify_data_files
+from ..tables import csv_text, mean, parse_list, pyplot, sd  # noqa: F401  (the analyses import them from here)
 
 logger = logging.getLogger(__name__)
 
@@ -122,22 +120,8 @@ def scores_by_seed(results: list[dict], *, task: str, metric: str, method: str, 
     return dict(out)
 
 
-def mean(values) -> float:
-    return statistics.fmean(values)
-
-
-def sd(values) -> float | None:
-    values = list(values)
-    return statistics.stdev(values) if len(values) > 1 else None
-
-
 def parse_languages(text: str | None, what: str) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    langs = tuple(item.strip() for item in text.split(",") if item.strip())
-    if not langs:
-        raise ValueError(f"{what}: no language in {text!r}")
-    return langs
+    return None if text is None else parse_list(text, what)
 
 
 # ----------------------------------------------------------------------------- data of a run
@@ -172,25 +156,6 @@ def manifest_uids(manifest_path: Path | None, task_name: str, lang: str) -> froz
 
 
 # ----------------------------------------------------------------------------- writing
-
-
-def csv_text(header: list[str], rows: list[list]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(["" if value is None else value for value in row])
-    return buffer.getvalue()
-
-
-def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def save_figure(fig, path: Path, dpi: int = 120) -> Path:
