@@ -216,6 +216,12 @@ def averaging_markdown(results: list[dict]) -> str:
                               "–" if r["ci_low"] is None else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
                               str(r["n_seeds"]), ", ".join(f"{d:+.2f}" for d in r["diffs"]),
                               reading(r).replace("method", "average").replace("baseline", other)])
+        for r in paired_differences(results, roles, checkpoint=RULE_CHECKPOINT):  # the methods, as without it
+            if (r["task"], r["method"], r["k"]) in averaged and (r["task"], r["baseline"], r["k"]) in averaged:
+                table.append([r["task"], r["metric"], label, str(r["k"]), f"{r['method']} − {r['baseline']}",
+                              f"at {RULE_CHECKPOINT}", f"{r['mean']:+.2f}", _fmt_opt(r["sd"]),
+                              "–" if r["ci_low"] is None else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
+                              str(r["n_seeds"]), ", ".join(f"{d:+.2f}" for d in r["diffs"]), reading(r)])
     if not table:
         return ""
     header = ["task", "metric", "average", "K", "method", "difference", "mean", "sd", "95% CI", "seeds",
@@ -224,7 +230,8 @@ def averaging_markdown(results: list[dict]) -> str:
             + "\nThe same trainings scored at two checkpoints: the average of the parameters over the last "
             "half of the steps (the selected model of this run) minus the checkpoint the method's rule "
             f"keeps ({RULE_CHECKPOINT}: the best on the English dev set) or the last one; paired over seeds, "
-            "95% t-interval as above.\n")
+            "95% t-interval as above. The rows \"at source-dev\" compare two methods at the rule's checkpoint: "
+            "the paired differences above as a run without --selection average reports them.\n")
 
 
 def summary_csv(results: list[dict]) -> str:
