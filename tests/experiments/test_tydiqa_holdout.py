@@ -150,12 +150,10 @@ def test_hold_out_by_passage_is_deterministic_and_independent_of_file_order(tmp_
     assert roles_by_question(get_task("tydiqa"), "sw", reversed_dir) == first
 
 
-def test_too_few_passages_falls_back_to_a_cut_by_question_with_a_warning(tmp_path, caplog):
+def test_too_few_passages_for_the_parts_is_an_error_naming_the_language(tmp_path):
     data_dir = shared_passage_dir(tmp_path / "xtreme", n_passages=2)  # 1 + 2 questions on 2 passages
-    with caplog.at_level(logging.WARNING):
-        parts = get_task("tydiqa").holdout("sw", data_dir)
-    assert sum(len(part) for part in parts.values()) == 3
-    assert "SHARE passages" in caplog.text
+    with pytest.raises(DataFormatError, match=r"tydiqa/sw: .*3 questions sit on 2 passages"):
+        get_task("tydiqa").holdout("sw", data_dir)
 
 
 @pytest.mark.realdata

@@ -34,9 +34,9 @@ are ordered by a hash of their text (sha256 of ``"tydiqa-holdout:" + context``, 
 text), and each takes the part in which the midpoint of its questions falls on the running
 question count (first 20% selection, next 20% evaluation, the rest training). The parts are
 thus fixed (independent of seeds, K, the run and the order of the file) and hold 20/20/60%
-of the questions to within one passage. If a file has so few passages that this leaves a
-part empty, the cut falls back to one by uid hash, whose parts share passages (a warning
-says so). A warning says once per language that the hold-out is in use. Scores on such a
+of the questions to within one passage. A file with so few passages that this leaves a part
+empty is an error (a cut by question would share passages between the parts). A warning says
+once per language that the hold-out is in use. Scores on such a
 hold-out are not comparable with the paper's dev-set numbers; languages with neither
 labelled file (ar, bn, fi, id, te there) need the hub (``--hub``) or a labelled copy.
 
@@ -75,12 +75,6 @@ HOLDOUT_ROLES = ("select", "eval", "train")
 def _holdout_hash(key: str) -> str:
     return hashlib.sha256(f"tydiqa-holdout:{key}".encode("utf-8")).hexdigest()
 
-
-def holdout_role(uid: str) -> str:
-    """Where a question goes by its uid's hash bucket (of 1000): only the fallback for files too
-    small to cut by passage (see ``holdout_roles``); its parts can share passages."""
-    bucket = int(_holdout_hash(uid)[:8], 16) % 1000
-    return "select" if bucket < HOLDOUT_SELECT else "eval" if bucket < HOLDOUT_EVAL else "train"
 
 
 def holdout_roles(examples: Sequence[QAExample]) -> list[str] | None:
@@ -146,9 +140,11 @@ class TyDiQATask(Task):
         if not all(ex.has_gold for ex in train):
             return None
         roles = holdout_roles(train)
-        by_passage = roles is not None
         if roles is None:
-            roles = [holdout_role(ex.uid) for ex in train]
+            raise DataFormatError(
+                f"tydiqa/{lang}: train.json stands in for the unlabelled dev.json, but its {len(train)} questions "
+                f"sit on {len({ex.context for ex in train})} passages: too few to give the selection, evaluation "
+                "and training parts a passage each (a cut by question would put one passage in several parts)")
         parts: dict[str, list[QAExample]] = {role: [] for role in HOLDOUT_ROLES}
         for ex, role in zip(train, roles):
             parts[role].append(ex)
@@ -157,11 +153,9 @@ class TyDiQATask(Task):
             passages = {role: len({ex.context for ex in part}) for role, part in parts.items()}
             logger.warning(
                 "tydiqa/%s: dev.json has no gold answers (placeholders only); using a fixed hold-out of "
-                "train.json instead, cut by %s: %d questions (%d passages) to select on, %d (%d) to evaluate "
-                "on, %d (%d) to train / draw shots from",
-                lang, "passage" if by_passage else
-                f"question only (just {len({ex.context for ex in train})} passages: the parts SHARE passages)",
-                len(parts["select"]), passages["select"], len(parts["eval"]), passages["eval"],
+                "train.json instead, cut by passage: %d questions (%d passages) to select on, %d (%d) to "
+                "evaluate on, %d (%d) to train / draw shots from",
+                lang, len(parts["select"]), passages["select"], len(parts["eval"]), passages["eval"],
                 len(parts["train"]), passages["train"])
         return parts
 
