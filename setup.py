@@ -62,7 +62,7 @@ def sources(pattern):
 
 
 def extension():
-    cpp_sources = ["csrc/ops.cpp"] + sources("csrc/common/*.cpp") + sources("csrc/cpu/*.cpp")
+    cpp_sources = sources("csrc/*.cpp") + sources("csrc/common/*.cpp") + sources("csrc/cpu/*.cpp")
     # -fopenmp at compile *and* link time, or at::parallel_for runs on one thread.
     cxx_flags = ["-O3", "-fopenmp", f'-DSGS_TORCH_VERSION="{TORCH_VERSION}"']
     include_dirs = [os.path.join(HERE, "csrc")]

@@ -1,7 +1,8 @@
 // The one torch glue file: validates tensor lists, turns them into the
 // torch-free TensorRef form, runs the CPU kernels under at::parallel_for or
 // hands them to the CUDA launchers, and registers everything as the custom
-// ops torch.ops.sgs.* (plus a few build facts and host helpers for tests).
+// ops torch.ops.sgs.* (plus the module's build facts and CPU ISA controls;
+// the entry points for the tests are csrc/test_hooks.cpp).
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/autograd/VariableTypeUtils.h>
@@ -11,16 +12,15 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "common/chunk_table.h"
-#include "common/gram_tiles.h"
 #include "common/surgery_math.h"
 #include "common/tensor_ref.h"
 #include "cpu/cpu_kernels.h"
 #include "cpu/isa.h"
 #include "cuda/cuda_kernels.h"
+#include "test_hooks.h"
 
 #ifdef SGS_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -230,7 +230,7 @@ std::vector<double> reduce_chunks_cpu(const std::vector<sgs::Chunk>& chunks, int
   at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1,
                    [&](int64_t begin, int64_t end) { kernel(begin, end, partials.data()); });
   std::vector<double> out(width);
-  sgs::cpu::sum_partials(partials.data(), static_cast<int64_t>(chunks.size()), width, out.data());
+  sgs::sum_partials(partials.data(), static_cast<int64_t>(chunks.size()), width, out.data());
   return out;
 }
 
@@ -434,7 +434,8 @@ void project_autograd(TensorList train, TensorList oracle, const Tensor& stats, 
 TORCH_LIBRARY_IMPL(sgs, Autograd, m) { m.impl("project_", &project_autograd); }
 
 // ----------------------------------------------------------------------------
-// Build facts and host helpers (for the import check and the tests)
+// The module: build facts (for the import check), the CPU ISA controls, and the
+// test hooks (csrc/test_hooks.cpp)
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "sgs_ext compiled kernels; the ops are registered as torch.ops.sgs.*";
@@ -447,7 +448,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     return false;
 #endif
   });
-  m.def("cpu_chunk_size", [] { return sgs::cpu::kChunkSize; });
   // The CPU kernels' instruction set (csrc/cpu/isa.h).  set_cpu_isa raises
   // ValueError for an unknown name, RuntimeError for an ISA this CPU lacks.
   m.def("cpu_isa", [] { return std::string(sgs::cpu::isa_name(sgs::cpu::active_isa())); },
@@ -459,51 +459,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     for (sgs::cpu::Isa isa : sgs::cpu::supported_isas()) names.emplace_back(sgs::cpu::isa_name(isa));
     return names;
   }, "The ISAs this CPU supports, from 'default' up.");
-  m.def("dispatched_cpu_isa", [] { return std::string(sgs::cpu::isa_name(sgs::cpu::dispatched_isa())); },
-        "The ISA of the variant the kernels' dispatcher runs now, as reported by that variant.");
-  m.def("cuda_chunk_size", [] { return sgs::cuda::kChunkSize; });
-  m.def("cuda_launch_limits", [] {
-    return std::make_tuple(sgs::cuda::kPairMaxTensors, sgs::cuda::kGramMaxTensors, sgs::cuda::kMaxBlocksPerLaunch,
-                           sgs::cuda::kMaxGramPassSets);
-  }, "(pair-op tensors, gram tensors, blocks) per launch, and the sets one gram pass handles.");
-  m.def(
-      "chunk_table",
-      [](const std::vector<int64_t>& numels, int64_t chunk_size) {
-        std::vector<std::tuple<int64_t, int64_t, int64_t>> out;
-        for (const auto& c : sgs::build_chunk_table(numels, chunk_size)) out.emplace_back(c.tensor, c.offset, c.length);
-        return out;
-      },
-      "[(tensor, offset, length)] chunks covering the tensors, in order.");
-  m.def(
-      "plan_launches",
-      [](const std::vector<int64_t>& numels, int64_t chunk_size, int64_t max_tensors, int64_t max_blocks) {
-        std::vector<std::tuple<int64_t, int64_t, std::vector<int64_t>, std::vector<int32_t>>> out;
-        const auto chunks = sgs::build_chunk_table(numels, chunk_size);
-        for (const auto& l : sgs::plan_launches(chunks, max_tensors, max_blocks)) {
-          out.emplace_back(l.first_chunk, l.num_chunks, l.tensors, l.block_tensor);
-        }
-        return out;
-      },
-      "[(first_chunk, num_chunks, tensors, block_tensor)] launches as the CUDA path would issue them.");
-  m.def(
-      "projection_coefficient",
-      [](double dot, double oracle_sq, double train_sq, double eps, bool in_float32) {
-        if (in_float32) {
-          return double(sgs::projection_coefficient<float>(float(dot), float(oracle_sq), float(train_sq), float(eps)));
-        }
-        return sgs::projection_coefficient<double>(dot, oracle_sq, train_sq, eps);
-      },
-      "The shared (host/device) coefficient c of train -= c * oracle.");
-  m.def(
-      "gram_tiles",
-      [](int num_sets, int max_sets) {
-        std::vector<std::tuple<std::vector<int>, std::vector<int>, std::vector<int>>> out;
-        for (const auto& t : sgs::plan_gram_tiles(num_sets, max_sets)) out.emplace_back(t.sets, t.src_pair, t.dst_pair);
-        return out;
-      },
-      "[(sets, src_pair, dst_pair)] passes covering an L x L Gram matrix, as the CUDA path runs them.");
-  m.def("float_to_half_bits", [](float f) { return int(sgs::float_to_half(f)); });
-  m.def("half_bits_to_float", [](int h) { return sgs::half_to_float(uint16_t(h)); });
-  m.def("float_to_bf16_bits", [](float f) { return int(sgs::float_to_bf16(f)); });
-  m.def("bf16_bits_to_float", [](int h) { return sgs::bf16_to_float(uint16_t(h)); });
+  sgs::register_test_hooks(m);
 }

@@ -15,6 +15,13 @@ int64_t count_chunks(const std::vector<int64_t>& numels, int64_t chunk_size) {
   return n;
 }
 
+void sum_partials(const double* partials, int64_t num_chunks, int width, double* out) {
+  for (int k = 0; k < width; ++k) out[k] = 0.0;
+  for (int64_t c = 0; c < num_chunks; ++c) {
+    for (int k = 0; k < width; ++k) out[k] += partials[width * c + k];
+  }
+}
+
 std::vector<Chunk> build_chunk_table(const std::vector<int64_t>& numels, int64_t chunk_size) {
   std::vector<Chunk> chunks;
   chunks.reserve(static_cast<size_t>(count_chunks(numels, chunk_size)));

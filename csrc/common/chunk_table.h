@@ -31,6 +31,12 @@ std::vector<Chunk> build_chunk_table(const std::vector<int64_t>& numels, int64_t
 // Number of chunks build_chunk_table would return, without building it.
 int64_t count_chunks(const std::vector<int64_t>& numels, int64_t chunk_size);
 
+// out[k] = sum over c < num_chunks of partials[width*c + k], added one chunk
+// after another from chunk 0: the CPU path's chunk-order reduction (the CUDA
+// path's, a fixed order across one block's threads, is reduce_partials in
+// cuda/multi_tensor_apply.cuh).
+void sum_partials(const double* partials, int64_t num_chunks, int width, double* out);
+
 // One kernel launch: a window of the chunk table that references at most
 // `max_tensors` distinct tensors and at most `max_blocks` chunks (one block
 // per chunk).  Chunks keep their global order, so block b of a launch

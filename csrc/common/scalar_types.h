@@ -30,6 +30,24 @@ enum class DType : int32_t { Float32 = 0, Float64 = 1, Float16 = 2, BFloat16 = 3
 struct half_t { uint16_t bits; };
 struct bf16_t { uint16_t bits; };
 
+// A storage type passed as a value: dispatch_dtype's argument.
+template <typename T>
+struct TypeTag {
+  using type = T;
+};
+
+// Calls f(TypeTag<T>{}) with T the storage type of `dtype`: the one switch over
+// dtypes, run by the CPU kernels per chunk and by the CUDA functors per block.
+template <typename F>
+SGS_HD void dispatch_dtype(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::Float32: f(TypeTag<float>{}); break;
+    case DType::Float64: f(TypeTag<double>{}); break;
+    case DType::Float16: f(TypeTag<half_t>{}); break;
+    case DType::BFloat16: f(TypeTag<bf16_t>{}); break;
+  }
+}
+
 SGS_HD uint32_t float_to_bits(float f) {
 #if defined(__CUDA_ARCH__)
   return __float_as_uint(f);

@@ -15,15 +15,4 @@ struct TensorRef {
   DType dtype;
 };
 
-// Calls f(T*) with the TensorRef's data cast to its storage type.
-template <typename F>
-inline void dispatch_dtype(DType dtype, void* data, F&& f) {
-  switch (dtype) {
-    case DType::Float32: f(static_cast<float*>(data)); break;
-    case DType::Float64: f(static_cast<double*>(data)); break;
-    case DType::Float16: f(static_cast<half_t*>(data)); break;
-    case DType::BFloat16: f(static_cast<bf16_t*>(data)); break;
-  }
-}
-
 }  // namespace sgs

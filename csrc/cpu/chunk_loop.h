@@ -2,7 +2,6 @@
 #pragma once
 
 #include <cstdint>
-#include <type_traits>
 
 #include "common/chunk_table.h"
 #include "common/tensor_ref.h"
@@ -19,9 +18,9 @@ inline void for_each_chunk_pair(const TensorRef* train, const TensorRef* oracle,
     const Chunk& ch = chunks[c];
     const TensorRef& t = train[ch.tensor];
     const TensorRef& o = oracle[ch.tensor];
-    dispatch_dtype(t.dtype, t.data, [&](auto* tp) {
-      using T = std::remove_pointer_t<decltype(tp)>;
-      f(tp + ch.offset, static_cast<const T*>(o.data) + ch.offset, ch.length, c);
+    dispatch_dtype(t.dtype, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      f(static_cast<T*>(t.data) + ch.offset, static_cast<const T*>(o.data) + ch.offset, ch.length, c);
     });
   }
 }

@@ -31,8 +31,5 @@ void project_chunks(const TensorRef* train, const TensorRef* oracle, const Chunk
 void gram_chunks(const TensorRef* const* sets, int num_sets, const Chunk* chunks, int64_t begin, int64_t end,
                  double* partials);
 
-// out[k] = sum over c of partials[width*c + k], in chunk order.
-void sum_partials(const double* partials, int64_t num_chunks, int width, double* out);
-
 }  // namespace cpu
 }  // namespace sgs

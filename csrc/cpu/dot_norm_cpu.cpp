@@ -163,12 +163,5 @@ void dot_norm_chunks(const TensorRef* train, const TensorRef* oracle, const Chun
   });
 }
 
-void sum_partials(const double* partials, int64_t num_chunks, int width, double* out) {
-  for (int k = 0; k < width; ++k) out[k] = 0.0;
-  for (int64_t c = 0; c < num_chunks; ++c) {
-    for (int k = 0; k < width; ++k) out[k] += partials[width * c + k];
-  }
-}
-
 }  // namespace cpu
 }  // namespace sgs

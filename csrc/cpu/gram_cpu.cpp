@@ -77,8 +77,8 @@ void gram_chunks(const TensorRef* const* sets, int num_sets, const Chunk* chunks
   for (int64_t c = begin; c < end; ++c) {
     const Chunk& ch = chunks[c];
     const TensorRef& first = sets[0][ch.tensor];
-    dispatch_dtype(first.dtype, first.data, [&](auto* tp) {
-      using T = std::remove_pointer_t<decltype(tp)>;
+    dispatch_dtype(first.dtype, [&](auto tag) {
+      using T = typename decltype(tag)::type;
       for (int s = 0; s < num_sets; ++s) base[s] = static_cast<const T*>(sets[s][ch.tensor].data) + ch.offset;
       const T* const* b = reinterpret_cast<const T* const*>(base.data());
       double* out = partials + int64_t(P) * c;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/chunk_table.h"
 #include "common/tensor_ref.h"
 
 namespace sgs {
@@ -39,8 +40,10 @@ constexpr int kWideGramMaxTensors = 24;
 #endif
 constexpr int64_t kMaxBlocksPerLaunch = SGS_CUDA_MAX_BLOCKS_PER_LAUNCH;
 
-// Number of per-chunk partial rows the workspace must hold.
-int64_t num_chunks(const std::vector<int64_t>& numels);
+// Number of per-chunk partial rows the workspace must hold: one per chunk of
+// kChunkSize elements (the glue sizes dot_norm's workspace by it, gram_cuda.cu
+// gram's).
+inline int64_t num_chunks(const std::vector<int64_t>& numels) { return count_chunks(numels, kChunkSize); }
 
 // out[0..2] = [train.oracle, |oracle|^2, |train|^2] written as out_dtype
 // (Float32 or Float64).  workspace: num_chunks * 3 doubles of device memory.

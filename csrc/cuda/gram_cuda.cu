@@ -46,35 +46,31 @@ __device__ __forceinline__ void thread_gram(const GramArgs& args, int slot, int6
   for (int p = 0; p < P; ++p) acc[p] = double(sum[p]);
 }
 
+// One block of a register pass over L sets: every pair's partial of its chunk
+// into row first_chunk + blockIdx.x of `partials`.
 template <int L>
-__global__ void gram_kernel(GramArgs args, int64_t chunk_size, double* partials) {
-  constexpr int P = L * (L + 1) / 2;
-  __shared__ double shared[kBlock];
-  int slot;
-  int64_t begin, n;
-  block_chunk_range(args, chunk_size, slot, begin, n);
-  double acc[P];
-  switch (static_cast<DType>(args.dtype[slot])) {
-    case DType::Float32: thread_gram<L, float>(args, slot, begin, n, acc); break;
-    case DType::Float64: thread_gram<L, double>(args, slot, begin, n, acc); break;
-    case DType::Float16: thread_gram<L, half_t>(args, slot, begin, n, acc); break;
-    case DType::BFloat16: thread_gram<L, bf16_t>(args, slot, begin, n, acc); break;
-  }
-  double* row = partials + int64_t(P) * (args.first_chunk + blockIdx.x);
+struct GramFunctor {
+  __device__ __forceinline__ void operator()(const GramArgs& args, int slot, int64_t begin, int64_t n,
+                                             double* partials) const {
+    constexpr int P = L * (L + 1) / 2;
+    __shared__ double shared[kBlock];
+    double acc[P];
+    dispatch_dtype(static_cast<DType>(args.dtype[slot]), [&](auto tag) {
+      thread_gram<L, typename decltype(tag)::type>(args, slot, begin, n, acc);
+    });
+    double* row = partials + int64_t(P) * (args.first_chunk + blockIdx.x);
 #pragma unroll
-  for (int p = 0; p < P; ++p) {
-    const double total = block_sum<kBlock>(acc[p], shared);
-    if (threadIdx.x == 0) row[p] = total;
+    for (int p = 0; p < P; ++p) {
+      const double total = block_sum<kBlock>(acc[p], shared);
+      if (threadIdx.x == 0) row[p] = total;
+    }
   }
-}
+};
 
 template <int L>
 void launch_gram(const std::vector<Chunk>& chunks, const std::vector<const TensorRef*>& lists, double* workspace,
                  cudaStream_t s) {
-  for_each_launch<GramArgs>(chunks, kChunkSize, lists, [&](const GramArgs& args, unsigned blocks) {
-    SGS_LAUNCH(gram_kernel<L>, blocks, kBlock, s)(args, kChunkSize, workspace);
-    check_launch("sgs gram");
-  });
+  multi_tensor_apply<GramArgs, kBlock>(chunks, lists, s, "sgs gram", GramFunctor<L>{}, workspace);
 }
 
 // Elements of every set a shared pass stages at a time.
@@ -90,55 +86,50 @@ __device__ __forceinline__ void stage_segment(const WideGramArgs& args, int slot
   }
 }
 
-// Thread t sums pair t % P over the elements e = t / P (mod groups) of each
-// segment, groups = kBlock / P >= 1; the groups' sums are added in a fixed order.
-__global__ void gram_shared_kernel(WideGramArgs args, int num_sets, int64_t chunk_size, double* partials) {
-  __shared__ double tile[kMaxGramPassSets][kSegment + 1];
-  __shared__ double sums[kBlock];
-  int slot;
-  int64_t begin, n;
-  block_chunk_range(args, chunk_size, slot, begin, n);
-  const int P = num_pairs(num_sets);
-  const int groups = kBlock / P;
-  const int group = threadIdx.x / P, pair = threadIdx.x % P;
-  const bool active = group < groups;
-  int a = 0, b = 0;  // the pair's sets: packed index pair = packed_pair_index(a, b, num_sets)
-  for (int i = 0, p = 0; i < num_sets; ++i) {
-    for (int j = i; j < num_sets; ++j, ++p) {
-      if (p == pair) a = i, b = j;
+// One block of a shared pass over num_sets sets: thread t sums pair t % P over
+// the elements e = t / P (mod groups) of each segment, groups = kBlock / P >= 1;
+// the groups' sums are added in a fixed order.
+struct GramSharedFunctor {
+  __device__ __forceinline__ void operator()(const WideGramArgs& args, int slot, int64_t begin, int64_t n,
+                                             int num_sets, double* partials) const {
+    __shared__ double tile[kMaxGramPassSets][kSegment + 1];
+    __shared__ double sums[kBlock];
+    const int P = num_pairs(num_sets);
+    const int groups = kBlock / P;
+    const int group = threadIdx.x / P, pair = threadIdx.x % P;
+    const bool active = group < groups;
+    int a = 0, b = 0;  // the pair's sets: packed index pair = packed_pair_index(a, b, num_sets)
+    for (int i = 0, p = 0; i < num_sets; ++i) {
+      for (int j = i; j < num_sets; ++j, ++p) {
+        if (p == pair) a = i, b = j;
+      }
     }
-  }
-  double acc = 0.0;
-  for (int64_t seg = 0; seg < n; seg += kSegment) {
-    const int len = static_cast<int>(n - seg < kSegment ? n - seg : kSegment);
-    switch (static_cast<DType>(args.dtype[slot])) {
-      case DType::Float32: stage_segment<float>(args, slot, num_sets, begin, seg, len, tile); break;
-      case DType::Float64: stage_segment<double>(args, slot, num_sets, begin, seg, len, tile); break;
-      case DType::Float16: stage_segment<half_t>(args, slot, num_sets, begin, seg, len, tile); break;
-      case DType::BFloat16: stage_segment<bf16_t>(args, slot, num_sets, begin, seg, len, tile); break;
+    double acc = 0.0;
+    for (int64_t seg = 0; seg < n; seg += kSegment) {
+      const int len = static_cast<int>(n - seg < kSegment ? n - seg : kSegment);
+      dispatch_dtype(static_cast<DType>(args.dtype[slot]), [&](auto tag) {
+        stage_segment<typename decltype(tag)::type>(args, slot, num_sets, begin, seg, len, tile);
+      });
+      __syncthreads();
+      if (active) {
+        for (int e = group; e < len; e += groups) acc += tile[a][e] * tile[b][e];
+      }
+      __syncthreads();
     }
+    sums[threadIdx.x] = active ? acc : 0.0;
     __syncthreads();
-    if (active) {
-      for (int e = group; e < len; e += groups) acc += tile[a][e] * tile[b][e];
+    if (threadIdx.x < P) {
+      double total = 0.0;
+      for (int g = 0; g < groups; ++g) total += sums[g * P + threadIdx.x];
+      partials[int64_t(P) * (args.first_chunk + blockIdx.x) + threadIdx.x] = total;
     }
-    __syncthreads();
   }
-  sums[threadIdx.x] = active ? acc : 0.0;
-  __syncthreads();
-  if (threadIdx.x < P) {
-    double total = 0.0;
-    for (int g = 0; g < groups; ++g) total += sums[g * P + threadIdx.x];
-    partials[int64_t(P) * (args.first_chunk + blockIdx.x) + threadIdx.x] = total;
-  }
-}
+};
 
 void launch_gram_shared(const std::vector<Chunk>& chunks, const std::vector<const TensorRef*>& lists,
                         double* workspace, cudaStream_t s) {
   const int num_sets = static_cast<int>(lists.size());
-  for_each_launch<WideGramArgs>(chunks, kChunkSize, lists, [&](const WideGramArgs& args, unsigned blocks) {
-    SGS_LAUNCH(gram_shared_kernel, blocks, kBlock, s)(args, num_sets, kChunkSize, workspace);
-    check_launch("sgs gram");
-  });
+  multi_tensor_apply<WideGramArgs, kBlock>(chunks, lists, s, "sgs gram", GramSharedFunctor{}, num_sets, workspace);
 }
 
 constexpr int kMaxTilePairs = kMaxGramPassSets * (kMaxGramPassSets + 1) / 2;

@@ -11,6 +11,12 @@
 // GPU) instead of a fixed few hundred.  The split itself is sgs::plan_launches
 // (common/chunk_table.cpp), plain host code tested on the CPU.
 //
+// Each op is a functor over the one launcher, multi_tensor_apply (as ATen's
+// ForeachReduceOp.cu functors are over its multi_tensor_apply): the launcher
+// issues the launches, its kernel finds the block's chunk and calls
+// functor(args, slot, begin, n, extra...), and the functor picks the slot's
+// storage type with dispatch_dtype (common/scalar_types.h).
+//
 // Kernels are launched with SGS_LAUNCH(kernel, grid, block, stream)(args...),
 // the one place that spells <<<>>>: the test-only CUDA emulation
 // (tests/cuda_emu/) replaces it with a host scheduler that runs these very
@@ -124,6 +130,30 @@ __device__ __forceinline__ void block_chunk_range(const Args& args, int64_t chun
   begin = (int64_t(args.slot_first_chunk[lo]) + (block - slot_start)) * chunk_size;
   const int64_t rest = args.numel[slot] - begin;
   n = rest < chunk_size ? rest : chunk_size;
+}
+
+// The kernel of every multi-tensor op: block b handles one chunk of the slot
+// that block_chunk_range finds, by functor(args, slot, begin, n, extra...).
+template <typename Args, typename Functor, typename... Extra>
+__global__ void multi_tensor_apply_kernel(Args args, int64_t chunk_size, Functor functor, Extra... extra) {
+  int slot;
+  int64_t begin, n;
+  block_chunk_range(args, chunk_size, slot, begin, n);
+  functor(args, slot, begin, n, extra...);
+}
+
+// Runs functor over every chunk of `chunks` (of kChunkSize elements), one
+// block of BlockSize threads per chunk, in as many launches as the argument
+// space requires; lists[d] is list d of the launch arguments.  `what` names a
+// failed launch.
+template <typename Args, int BlockSize, typename Functor, typename... Extra>
+void multi_tensor_apply(const std::vector<Chunk>& chunks, const std::vector<const TensorRef*>& lists,
+                        cudaStream_t stream, const char* what, Functor functor, Extra... extra) {
+  const auto kernel = &multi_tensor_apply_kernel<Args, Functor, Extra...>;
+  for_each_launch<Args>(chunks, kChunkSize, lists, [&](const Args& args, unsigned blocks) {
+    SGS_LAUNCH(kernel, blocks, BlockSize, stream)(args, kChunkSize, functor, extra...);
+    check_launch(what);
+  });
 }
 
 // Deterministic block-wide sum (fixed tree order); all threads must call it.

@@ -93,21 +93,18 @@ __device__ __forceinline__ void thread_project(T* t, const T* o, int64_t n, doub
   else project_scalar<T>(t, o, n, cc);
 }
 
-__global__ void project_kernel(PairArgs args, int64_t chunk_size, const void* stats, int stats_is_double, double eps) {
-  const double c = stats_is_double ? coefficient_from<double>(stats, eps) : coefficient_from<float>(stats, eps);
-  if (c == 0.0) return;
-  int slot;
-  int64_t begin, n;
-  block_chunk_range(args, chunk_size, slot, begin, n);
-  void* t = args.ptr[0][slot];
-  const void* o = args.ptr[1][slot];
-  switch (static_cast<DType>(args.dtype[slot])) {
-    case DType::Float32: thread_project(static_cast<float*>(t) + begin, static_cast<const float*>(o) + begin, n, c); break;
-    case DType::Float64: thread_project(static_cast<double*>(t) + begin, static_cast<const double*>(o) + begin, n, c); break;
-    case DType::Float16: thread_project(static_cast<half_t*>(t) + begin, static_cast<const half_t*>(o) + begin, n, c); break;
-    case DType::BFloat16: thread_project(static_cast<bf16_t*>(t) + begin, static_cast<const bf16_t*>(o) + begin, n, c); break;
+// One block: train -= c * oracle over its chunk, c from the statistics.
+struct ProjectFunctor {
+  __device__ __forceinline__ void operator()(const PairArgs& args, int slot, int64_t begin, int64_t n,
+                                             const void* stats, int stats_is_double, double eps) const {
+    const double c = stats_is_double ? coefficient_from<double>(stats, eps) : coefficient_from<float>(stats, eps);
+    if (c == 0.0) return;
+    dispatch_dtype(static_cast<DType>(args.dtype[slot]), [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      thread_project(static_cast<T*>(args.ptr[0][slot]) + begin, static_cast<const T*>(args.ptr[1][slot]) + begin, n, c);
+    });
   }
-}
+};
 
 }  // namespace
 
@@ -117,10 +114,8 @@ void project(const TensorRef* train, const TensorRef* oracle, int64_t num_tensor
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const std::vector<Chunk> chunks = build_chunk_table(numels_of(train, num_tensors), kChunkSize);
   const int stats_is_double = stats_dtype == DType::Float64 ? 1 : 0;
-  for_each_launch<PairArgs>(chunks, kChunkSize, {train, oracle}, [&](const PairArgs& args, unsigned blocks) {
-    SGS_LAUNCH(project_kernel, blocks, kBlock, s)(args, kChunkSize, stats, stats_is_double, eps);
-    check_launch("sgs project_");
-  });
+  multi_tensor_apply<PairArgs, kBlock>(chunks, {train, oracle}, s, "sgs project_", ProjectFunctor{}, stats,
+                                       stats_is_double, eps);
 }
 
 }  // namespace cuda
