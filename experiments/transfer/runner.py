@@ -312,7 +312,8 @@ class Runner:
             start = time.perf_counter()
             scores = self.evaluate(model, examples)
             seconds = time.perf_counter() - start
-            logger.info("%s %s (%s checkpoint): %s%s", cell_key_of(run).label(), lang, checkpoint, ", ".join(f"{name} {value:.2f}" for name, value in scores.items()),
+            logger.info("%s %s (%s checkpoint): %s%s", cell_key_of(run).label(), lang, checkpoint,
+                        ", ".join(f"{name} {value:.2f}" for name, value in scores.items()),
                         f" ({n_excluded} evaluation examples equal to a shot removed)" if n_excluded else "")
             out += self.result_records({**run, "selected_step": step}, lang, scores, checkpoint=checkpoint,
                                        n_eval=len(examples), n_excluded=n_excluded, test_seconds=seconds, k=k,
