@@ -165,17 +165,20 @@ def _fmt_opt(value, spec=".2f") -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _difference_cells(r: dict) -> list[str]:
+    """A paired difference's mean, sd, 95% CI, number of seeds and per-seed values, as table cells."""
+    return [f"{r['mean']:+.2f}", _fmt_opt(r["sd"]),
+            "–" if r["ci_low"] is None else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
+            str(r["n_seeds"]), ", ".join(f"{d:+.2f}" for d in r["diffs"])]
+
+
 def paired_markdown(results: list[dict]) -> str:
     """The paired differences for both averages, one row per task, metric, K and pair."""
     table = []
     for label, roles in AVERAGES:
         for r in paired_differences(results, roles):
-            verdict = reading(r)
             table.append([r["task"], r["metric"], label, str(r["k"]), f"{r['method']} − {r['baseline']}",
-                          f"{r['mean']:+.2f}", _fmt_opt(r["sd"]),
-                          "–" if r["ci_low"] is None else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
-                          str(r["n_seeds"]), ", ".join(f"{d:+.2f}" for d in r["diffs"]),
-                          _fmt_opt(r["seeds_to_detect"], "d"), verdict])
+                          *_difference_cells(r), _fmt_opt(r["seeds_to_detect"], "d"), reading(r)])
     if not table:
         return "(no pair of compared methods with common seeds)\n"
     header = ["task", "metric", "average", "K", "difference", "mean", "sd", "95% CI", "seeds", "per seed",
@@ -212,16 +215,11 @@ def averaging_markdown(results: list[dict]) -> str:
                 if (r["task"], r["method"], r["k"]) not in averaged:
                     continue
                 table.append([r["task"], r["metric"], label, str(r["k"]), r["method"], f"average − {other}",
-                              f"{r['mean']:+.2f}", _fmt_opt(r["sd"]),
-                              "–" if r["ci_low"] is None else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
-                              str(r["n_seeds"]), ", ".join(f"{d:+.2f}" for d in r["diffs"]),
-                              reading(r).replace("method", "average").replace("baseline", other)])
+                              *_difference_cells(r), reading(r).replace("method", "average").replace("baseline", other)])
         for r in paired_differences(results, roles, checkpoint=RULE_CHECKPOINT):  # the methods, as without it
             if (r["task"], r["method"], r["k"]) in averaged and (r["task"], r["baseline"], r["k"]) in averaged:
                 table.append([r["task"], r["metric"], label, str(r["k"]), f"{r['method']} − {r['baseline']}",
-                              f"at {RULE_CHECKPOINT}", f"{r['mean']:+.2f}", _fmt_opt(r["sd"]),
-                              "–" if r["ci_low"] is None else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
-                              str(r["n_seeds"]), ", ".join(f"{d:+.2f}" for d in r["diffs"]), reading(r)])
+                              f"at {RULE_CHECKPOINT}", *_difference_cells(r), reading(r)])
     if not table:
         return ""
     header = ["task", "metric", "average", "K", "method", "difference", "mean", "sd", "95% CI", "seeds",

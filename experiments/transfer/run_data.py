@@ -156,29 +156,26 @@ class RunData:
     def encode(self, examples):
         return self.task.encode(examples, self.tokenizer, self.config.max_seq_length)
 
-    def source_train_set(self):
-        def make():
-            examples = self.task.source_train(self.config.source, self._data_dir(), **self._data_kwargs())
-            examples = cap(examples, self.config.max_source_examples)
-            logger.info("English training set: %d examples", len(examples))
-            return self.encode(examples)
+    def _train_split(self, lang: str) -> list:
+        """``lang``'s training examples (``task.source_train``: the ``train`` split, or its hold-out
+        part) capped to ``--max-source-examples`` by the fixed sample. Not cached here: English's
+        are kept only encoded, so that an uncapped set's examples can be freed while training."""
+        examples = cap(self.task.source_train(lang, self._data_dir(), **self._data_kwargs()),
+                       self.config.max_source_examples)
+        logger.info("%s training set: %d examples", "English" if lang == self.config.source else lang, len(examples))
+        return examples
 
-        return self._cached("source_train", make)
+    def source_train_set(self):
+        """The encoded English training set."""
+        return self._cached("source_train", lambda: self.encode(self._train_split(self.config.source)))
 
     def target_train(self, lang: str) -> list:
-        """``lang``'s ``train`` split (the task's training role, as for English: ``task.source_train``)
-        capped to ``--max-source-examples``: target-only-full's data, the source model's budget."""
+        """``lang``'s training set, as English's (:meth:`_train_split`): target-only-full's data,
+        the source model's budget."""
         if lang not in self.train_split_targets:
             raise ValueError(f"{lang}: not a target with a train split in this run ({TRAIN_SPLIT_METHOD} targets: "
                              f"{', '.join(self.train_split_targets) or 'none'})")
-
-        def make():
-            examples = cap(self.task.source_train(lang, self._data_dir(), **self._data_kwargs()),
-                           self.config.max_source_examples)
-            logger.info("%s training set: %d examples", lang, len(examples))
-            return examples
-
-        return self._cached(("target_train", lang), make)
+        return self._cached(("target_train", lang), lambda: self._train_split(lang))
 
     def target_train_set(self, lang: str):
         """The encoded :meth:`target_train` of ``lang``."""
@@ -210,17 +207,19 @@ class RunData:
         """The evaluation examples of ``lang`` for a model trained on ``shots``, and how many
         equal a shot by content (removed): the task's set without the shots' uids, capped
         to ``--max-eval-examples`` (the same sample for every cell), then without them."""
-        exclude = frozenset(ex.uid for ex in shots)
-        return self._cached(("eval", lang, exclude), lambda: without_shot_content(cap(
-            self.task.eval_set(lang, self._data_dir(), exclude=exclude, **self._data_kwargs()),
-            self.config.max_eval_examples), shots, f"{self.task.name}/{lang} evaluation set"))
+        return self._held_out("eval_set", lang, shots, self.config.max_eval_examples, "evaluation set")
 
     def target_dev(self, lang: str, shots) -> list:
         """The selection set of ``lang`` (ord-FS+dev) without ``shots``, as :meth:`eval_set`."""
+        return self._held_out("target_dev", lang, shots, self.config.max_dev_examples, "selection set")[0]
+
+    def _held_out(self, role: str, lang: str, shots, limit: int | None, what: str) -> tuple[list, int]:
+        """``task.<role>(lang)`` without the shots' uids, capped to ``limit``, then without the
+        examples equal to a shot by content; and how many those were (cached)."""
         exclude = frozenset(ex.uid for ex in shots)
-        return self._cached(("target_dev", lang, exclude), lambda: without_shot_content(cap(
-            self.task.target_dev(lang, self._data_dir(), exclude=exclude, **self._data_kwargs()),
-            self.config.max_dev_examples), shots, f"{self.task.name}/{lang} selection set")[0])
+        return self._cached((role, lang, exclude), lambda: without_shot_content(cap(
+            getattr(self.task, role)(lang, self._data_dir(), exclude=exclude, **self._data_kwargs()), limit),
+            shots, f"{self.task.name}/{lang} {what}"))
 
     def write_shot_manifest(self, run_dir, k: int, seed: int) -> Path:
         """Add this K and seed's shots of every target to ``run_dir``'s shot manifest."""

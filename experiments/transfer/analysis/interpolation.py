@@ -52,54 +52,10 @@ from .families import order_languages
 logger = logging.getLogger(__name__)
 
 
-def combine(states: list[tuple[float, dict[str, torch.Tensor]]]) -> dict[str, torch.Tensor]:
-    """``sum(c_i · state_i)`` for floating tensors; other tensors must be equal and are copied.
-
-    With one coefficient 1 and the others 0 the result equals that state exactly.
-    """
-    if not states:
-        raise ValueError("nothing to combine")
-    names = list(states[0][1])
-    for _, state in states[1:]:
-        if set(state) != set(names):
-            differ = sorted(set(state) ^ set(names))
-            raise ValueError(f"the checkpoints have different tensors: {', '.join(differ[:5])}")
-    out = {}
-    for name in names:
-        first = states[0][1][name]
-        if all(state[name] is first or torch.equal(state[name], first) for _, state in states[1:]):
-            out[name] = first  # equal in every checkpoint (e.g. a frozen embedding): kept exactly
-        elif first.is_floating_point():
-            total = torch.zeros_like(first)
-            for coefficient, state in states:
-                if state[name].shape != first.shape:
-                    raise ValueError(f"{name}: shapes differ between checkpoints ({tuple(first.shape)} vs "
-                                     f"{tuple(state[name].shape)})")
-                total += coefficient * state[name]
-            out[name] = total
-        else:
-            raise ValueError(f"{name}: a non-floating tensor differs between the checkpoints")
-    return out
-
-
-def line_state(bilingual: dict, source: dict, a: float) -> dict:
-    """``a·θ_bilingual + (1 − a)·θ_source``."""
-    return combine([(a, bilingual), (1.0 - a, source)])
-
-
-def plane_state(origin: dict, source: dict, target: dict, a1: float, a2: float) -> dict:
-    """``θ_0 + a1·(θ_source − θ_0) + a2·(θ_target − θ_0)``: exactly ``origin``, ``source`` and
-    ``target`` at (0, 0), (1, 0) and (0, 1)."""
-    return combine([(1.0 - a1 - a2, origin), (a1, source), (a2, target)])
-
-
-#: the largest |cosine| between the plane's two axes that :func:`check_axes` accepts
-MAX_AXIS_COSINE = 0.95
-
-
 def differing_tensors(states: list[dict[str, torch.Tensor]]) -> list[str]:
     """The names of the floating tensors that differ between any of ``states`` (in the first's
-    order); an error, as :func:`combine`'s, for other differences."""
+    order); an error for any other difference (another set of tensors, a differing integer
+    tensor, another shape). :func:`combine` and :func:`plane_geometry` both rest on it."""
     names = list(states[0])
     for state in states[1:]:
         if set(state) != set(names):
@@ -118,6 +74,41 @@ def differing_tensors(states: list[dict[str, torch.Tensor]]) -> list[str]:
                                  f"{tuple(state[name].shape)})")
         out.append(name)
     return out
+
+
+def combine(states: list[tuple[float, dict[str, torch.Tensor]]]) -> dict[str, torch.Tensor]:
+    """``sum(c_i · state_i)`` for floating tensors; other tensors must be equal and are copied.
+
+    With one coefficient 1 and the others 0 the result equals that state exactly.
+    """
+    if not states:
+        raise ValueError("nothing to combine")
+    varying = set(differing_tensors([state for _, state in states]))
+    out = {}
+    for name, first in states[0][1].items():
+        if name not in varying:
+            out[name] = first  # equal in every checkpoint (e.g. a frozen embedding): kept exactly
+            continue
+        total = torch.zeros_like(first)
+        for coefficient, state in states:
+            total += coefficient * state[name]
+        out[name] = total
+    return out
+
+
+def line_state(bilingual: dict, source: dict, a: float) -> dict:
+    """``a·θ_bilingual + (1 − a)·θ_source``."""
+    return combine([(a, bilingual), (1.0 - a, source)])
+
+
+def plane_state(origin: dict, source: dict, target: dict, a1: float, a2: float) -> dict:
+    """``θ_0 + a1·(θ_source − θ_0) + a2·(θ_target − θ_0)``: exactly ``origin``, ``source`` and
+    ``target`` at (0, 0), (1, 0) and (0, 1)."""
+    return combine([(1.0 - a1 - a2, origin), (a1, source), (a2, target)])
+
+
+#: the largest |cosine| between the plane's two axes that :func:`check_axes` accepts
+MAX_AXIS_COSINE = 0.95
 
 
 def plane_geometry(origin: dict, source: dict, target: dict, bilingual: dict | None = None) -> dict:

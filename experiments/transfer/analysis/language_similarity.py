@@ -196,10 +196,16 @@ def spearman(x, y) -> tuple[float, float]:
     return _correlation(spearmanr, x, y)
 
 
+def max_features(n: int) -> int:
+    """The most features a leave-one-out fit with an intercept on ``n`` languages may have:
+    n > p + 2, so each fit on n − 1 of them keeps at least one residual degree of freedom."""
+    return n - 3
+
+
 def check_enough(n: int, p: int) -> None:
-    """A leave-one-out fit of ``p`` features and an intercept needs n > p + 2 languages: each
-    fit on n − 1 of them then keeps at least one residual degree of freedom."""
-    if n <= p + 2:
+    """Refuse (naming n and p) a leave-one-out fit of ``p`` features on ``n`` languages beyond
+    :func:`max_features`."""
+    if p > max_features(n):
         raise ValueError(f"too few languages for the features: n = {n} languages, p = {p} feature"
                          f"{'' if p == 1 else 's'}; a leave-one-out fit needs n > p + 2 (n ≥ {p + 3})")
 
@@ -263,8 +269,8 @@ def forward_selection(X: np.ndarray, y: np.ndarray, features) -> dict:
     tolerance = 1e-9 * max(float(np.abs(y - y.mean()).max()), np.finfo(np.float64).tiny)
     stopped = "every feature is in the model"
     while len(selected) < len(features):
-        if n <= len(selected) + 1 + 2:
-            stopped = (f"no room for another feature: n = {n} languages allow at most p = {n - 3} "
+        if len(selected) + 1 > max_features(n):
+            stopped = (f"no room for another feature: n = {n} languages allow at most p = {max_features(n)} "
                        f"(a leave-one-out fit needs n > p + 2)")
             break
         remaining = [f for f in features if f not in selected]
